@@ -1,0 +1,129 @@
+"""Runs one local or docker job to its end, detached from the kernel that started it.
+
+`python -m sm_r_magic.backends.local_runner JOB_FOLDER` stages the inputs the request names into the job
+folder (Downloading), runs the container command in it (Training/Processing), publishes model.tar.gz or
+the processing outputs (Uploading) and records the outcome in state.json. Because it owns the job, a
+kernel interrupt or restart does not stop or orphan the job: re-attach by name. SIGTERM stops the job
+(forwarded to R, SIGKILL after the grace period), like StopTrainingJob.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from . import jobfolder as jf
+
+
+def _signal_name(code):
+    try:
+        return signal.Signals(-code).name
+    except ValueError:
+        return f"signal {-code}"
+
+
+class Runner:
+    def __init__(self, path):
+        self.folder = jf.JobFolder(path)
+        self.state = self.folder.state()
+        self.request = self.folder.request()
+        self.kind = self.state["kind"]
+        self.launch = self.state["launch"]
+        self.child = None
+        self.stop_requested = None  # the reason, once asked to stop
+
+    def request_stop(self, reason):
+        if self.stop_requested is None:
+            self.stop_requested = reason
+        if self.child is not None and self.child.poll() is None:
+            self._signal_child(signal.SIGTERM)
+
+    def _signal_child(self, sig):
+        stop_argv = self.launch.get("stop_argv")
+        if stop_argv and sig == signal.SIGTERM:  # docker: `docker stop` delivers SIGTERM to the container's R
+            subprocess.Popen(stop_argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            return
+        try:
+            os.killpg(self.child.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def _on_sigterm(self, signum, frame):
+        self.request_stop("Stopped by the user")
+
+    def run(self):
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        self.folder.update(runner_pid=os.getpid())
+        try:
+            self._stage()
+            if self.stop_requested:
+                return self.folder.finish("Stopped", failure_reason=self.stop_requested)
+            rc = self._execute()
+            if self.stop_requested:
+                return self.folder.finish("Stopped", exit_code=rc, failure_reason=self.stop_requested)
+            if rc == 0:
+                self.folder.transition("Uploading", "Uploading generated artifacts")
+                self._publish()
+                return self.folder.finish("Completed", exit_code=0)
+            reason = jf.failure_message(self.folder, self.kind)
+            if not reason:
+                reason = (f"R was killed by {_signal_name(rc)}" if rc < 0 else f"R exited with status {rc}")
+            return self.folder.finish("Failed", exit_code=rc, failure_reason=reason)
+        except Exception as exc:  # staging or publishing failed: say so as the job's failure
+            with open(self.folder.log_file, "a") as log:
+                log.write(f"[sm-r-magic] {type(exc).__name__}: {exc}\n")
+            return self.folder.finish("Failed", failure_reason=f"{type(exc).__name__}: {exc}")
+
+    def _stage(self):
+        self.folder.transition("Downloading", "Downloading input data")
+        if self.kind == "training":
+            jf.write_training_config(self.folder, self.request)
+            jf.stage_training_inputs(self.folder, self.request)
+        else:
+            jf.write_processing_config(self.folder, self.request)
+            jf.stage_processing_inputs(self.folder, self.request)
+
+    def _execute(self):
+        self.folder.transition("Training" if self.kind == "training" else "Processing",
+                               "Running the R code")
+        env = dict(os.environ)
+        env.update(self.launch.get("env", {}))
+        max_runtime = self.request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds")
+        grace = float(self.launch.get("stop_timeout", 10))
+        with open(self.folder.log_file, "ab", buffering=0) as log:
+            self.child = subprocess.Popen(self.launch["argv"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                          stdin=subprocess.DEVNULL, cwd=self.folder.path, start_new_session=True)
+        self.folder.update(child_pid=self.child.pid)
+        if self.stop_requested:
+            self._signal_child(signal.SIGTERM)
+        started = time.monotonic()
+        stop_sent = None
+        while True:
+            try:
+                return self.child.wait(timeout=0.2)
+            except subprocess.TimeoutExpired:
+                pass
+            if max_runtime and time.monotonic() - started > max_runtime and self.stop_requested is None:
+                self.request_stop(f"MaxRuntimeExceeded: the job ran longer than {max_runtime} s")
+            if self.stop_requested and stop_sent is None:
+                stop_sent = time.monotonic()
+            if stop_sent is not None and time.monotonic() - stop_sent > grace:
+                self._signal_child(signal.SIGKILL)
+                stop_sent = float("inf")
+
+    def _publish(self):
+        if self.kind == "training":
+            jf.publish_training_outputs(self.folder, self.request)
+        else:
+            jf.publish_processing_outputs(self.folder, self.request)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    Runner(argv[0]).run()
+
+
+if __name__ == "__main__":
+    main()

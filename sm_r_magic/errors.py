@@ -1,0 +1,27 @@
+"""Errors a user can fix: shown as one line (an IPython UsageError in the magics), never a traceback."""
+
+
+class SmRMagicError(Exception):
+    """Bad input or a missing setting: the message says what to do. Nothing was created."""
+
+
+class JobFailed(Exception):
+    """A job ended Failed; carries the handle so callers can read its logs."""
+
+    def __init__(self, job):
+        self.job = job
+        super().__init__(f"{job.kind} job {job.name} failed: {job.failure_reason}")
+
+
+def _render_job_failed(self):
+    """IPython shows this instead of a Python traceback: the R error is what the user needs."""
+    job = self.job
+    lines = [f"JobFailed: {job.kind} job {job.name} ({job.backend_name}) failed"]
+    if job.failure_reason:
+        lines += ["", job.failure_reason]
+    where = job.local_folder
+    lines += ["", "Full logs: " + (f"{job.name}.logs()" if not where else f"{where}/logs.txt (job folder kept)")]
+    return lines
+
+
+JobFailed._render_traceback_ = _render_job_failed

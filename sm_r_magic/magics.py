@@ -1,0 +1,179 @@
+"""IPython glue only: option parsing with magic_arguments, errors as one-line UsageErrors.
+The work happens in api.py (the same functions the CLI and the R package call)."""
+
+import json
+import shlex
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments
+
+from . import api, parsing
+from .config import BACKENDS, RMagic, set_current
+from .errors import SmRMagicError
+
+
+def _common(func):
+    """Options every job magic takes (applied bottom-up, so they show after the magic's own)."""
+    decorators = [
+        argument("--backend", choices=BACKENDS, type=str.lower,
+                 help="Where to run: local (default; this machine's R), docker (the shared image) or sagemaker."),
+        argument("--name", help="Base name of the job (a timestamp suffix makes it unique); also the default "
+                                "variable the handle is stored in."),
+        argument("--instance-type", help="Instance type (default RMagic.instance_type)."),
+        argument("--instance-count", type=int, help="Number of instances (default 1)."),
+        argument("--volume-size", type=int, help="EBS volume size in GB (default RMagic.volume_size)."),
+        argument("--max-run", type=int, metavar="SECONDS", help="Stop the job after this many seconds."),
+        argument("--env", action="append", metavar="KEY=VALUE", help="Environment variable for the job (repeatable)."),
+        argument("--file", action="append", metavar="PATH", help="Extra file put beside the code (repeatable)."),
+        argument("--source-dir", metavar="DIR", help="Folder whose files are packaged with the cell's code."),
+        argument("--packages", metavar="PKG1,PKG2", help="R packages installed at job start when missing."),
+        argument("--as", dest="as_var", metavar="VAR", help="Store the handle in this variable."),
+        argument("--async", dest="async_", action="store_true", help="Return at once; the job keeps running."),
+        argument("--dry-run", action="store_true", help="Print the SageMaker API request as JSON; create nothing."),
+    ]
+    for decorate in reversed(decorators):
+        func = decorate(func)
+    return func
+
+
+def parse_argstring(magic, line):
+    """Like magic_arguments.parse_argstring, but POSIX quoting: --hp formula="mpg ~ wt" is one value."""
+    try:
+        argv = shlex.split(line)
+    except ValueError as exc:
+        raise UsageError(f"cannot parse the options ({exc}): check the quotes") from None
+    return magic.parser.parse_args(argv)
+
+
+def _job_kwargs(args):
+    return dict(
+        name=args.name, backend=args.backend, instance_type=args.instance_type, instance_count=args.instance_count,
+        volume_size=args.volume_size, max_runtime=args.max_run, env=parsing.parse_env(args.env),
+        files=args.file or (), source_dir=args.source_dir, packages=parsing.parse_packages(args.packages),
+        wait=False if args.async_ else None, dry_run=args.dry_run,
+    )
+
+
+@magics_class
+class RMagics(Magics):
+    """%%r_processing, %%r_train, %%r_deploy and their helpers."""
+
+    def __init__(self, shell, settings):
+        super().__init__(shell)
+        self.settings = settings
+
+    def _check_count(self, args):
+        if args.instance_count is not None and args.instance_count < 1:
+            raise SmRMagicError("--instance-count must be at least 1")
+
+    def _target_var(self, args):
+        var = args.as_var or (parsing.python_identifier(args.name) if args.name else None)
+        if args.as_var and not args.as_var.isidentifier():
+            raise SmRMagicError(f"--as {args.as_var!r} is not a Python variable name")
+        return var
+
+    def _run(self, args, submit):
+        """Validate, submit, store the handle; every SmRMagicError becomes a one-line UsageError."""
+        try:
+            self._check_count(args)
+            var = self._target_var(args)
+            result = submit()
+        except SmRMagicError as exc:
+            raise UsageError(str(exc)) from None
+        except Exception as exc:
+            failed_job = getattr(exc, "job", None)
+            if failed_job is not None and (var := self._target_var(args)):
+                self.shell.user_ns[var] = failed_job  # the handle stays reachable for logs()
+            raise
+        if args.dry_run:
+            print(json.dumps(result, indent=2, default=str))
+            return None
+        if var:
+            self.shell.user_ns[var] = result
+        return result
+
+    @magic_arguments()
+    @argument("--input", action="append", metavar="NAME=URI",
+              help="Input copied to sm_input(NAME): a local path, file:// or s3:// URI (repeatable).")
+    @argument("--output", action="append", metavar="NAME[=URI]",
+              help="Output folder sm_output(NAME), published to URI or a default location (repeatable).")
+    @_common
+    @cell_magic
+    def r_processing(self, line, cell):
+        """Run the cell's R code as a SageMaker Processing job.
+
+        Inside the job: sm_input("raw"), sm_output("train"), sm_hp(), plus any --file/--source-dir files.
+        The handle has .status, .outputs, .logs(), .wait(), .stop().
+        """
+        args = parse_argstring(self.r_processing, line)
+        return self._run(args, lambda: api.processing(
+            cell, inputs=parsing.parse_inputs(args.input), outputs=parsing.parse_outputs(args.output),
+            **_job_kwargs(args)))
+
+    @magic_arguments()
+    @argument("--channel", action="append", metavar="NAME=URI",
+              help="Training channel at sm_channel(NAME): a local path, file:// or s3:// URI (repeatable).")
+    @argument("--hp", action="append", metavar="KEY=VALUE",
+              help="Hyperparameter; VALUE is JSON when it parses (0.5, true), else a string (repeatable).")
+    @argument("--hyperparameters", metavar="JSON", help="Hyperparameters as one JSON object.")
+    @argument("--metric", action="append", metavar="NAME=REGEX",
+              help="Metric parsed from the logs: a regex whose group 1 is the value (repeatable).")
+    @argument("--spot", action="store_true", help="Use managed spot training (sagemaker).")
+    @argument("--checkpoint-uri", metavar="S3_URI", help="Checkpoints for spot training (sagemaker).")
+    @_common
+    @cell_magic
+    def r_train(self, line, cell):
+        """Run the cell's R code as a SageMaker Training job.
+
+        Inside the job: sm_channel("train"), sm_hp("alpha", 0.5), sm_model_dir(). Everything saved to
+        sm_model_dir() ends up in model.tar.gz, with the code under code/ so it can be served.
+        The handle has .status, .model_data, .logs(), .wait(), .stop().
+        """
+        args = parse_argstring(self.r_train, line)
+        return self._run(args, lambda: api.train(
+            cell, channels=parsing.parse_channels(args.channel),
+            hyperparameters=parsing.parse_hyperparameters(args.hp, args.hyperparameters),
+            metrics=parsing.parse_metrics(args.metric), spot=args.spot, checkpoint_uri=args.checkpoint_uri,
+            **_job_kwargs(args)))
+
+    @magic_arguments()
+    @argument("name", help="Job name (or base name: the latest job whose name starts with it).")
+    @argument("--backend", choices=BACKENDS, type=str.lower, help="Backend the job ran on.")
+    @argument("--as", dest="as_var", metavar="VAR", help="Store the handle in this variable.")
+    @line_magic
+    def r_attach(self, line):
+        """Re-attach to a job started earlier (this kernel, another one, or before a restart)."""
+        args = parse_argstring(self.r_attach, line)
+        try:
+            handle = api.attach(args.name, backend=args.backend)
+        except SmRMagicError as exc:
+            raise UsageError(str(exc)) from None
+        if args.as_var:
+            self.shell.user_ns[args.as_var] = handle
+        return handle
+
+    @magic_arguments()
+    @argument("--backend", choices=BACKENDS, type=str.lower, help="List this backend's jobs.")
+    @line_magic
+    def r_jobs(self, line):
+        """List this session's jobs (and the backend's recent ones) with their status."""
+        args = parse_argstring(self.r_jobs, line)
+        try:
+            found = api.jobs(backend=args.backend)
+        except SmRMagicError as exc:
+            raise UsageError(str(exc)) from None
+        from .progress import show_jobs
+
+        return show_jobs(found)
+
+
+def load_ipython_extension(ipython):
+    settings = RMagic(parent=ipython)
+    set_current(settings)
+    ipython.configurables = [c for c in ipython.configurables if not isinstance(c, RMagic)] + [settings]
+    ipython.register_magics(RMagics(ipython, settings))
+
+
+def unload_ipython_extension(ipython):
+    pass

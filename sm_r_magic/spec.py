@@ -1,0 +1,151 @@
+"""Pure builders of the exact SageMaker API requests (CreateProcessingJob, CreateTrainingJob, CreateModel,
+CreateEndpointConfig, CreateEndpoint). The sagemaker backend sends them; the local and docker backends
+execute the same dicts. Nothing here does I/O."""
+
+import hashlib
+import json
+import time
+
+from . import __version__
+
+CONTAINER_DIR = "/opt/sm_r_magic"
+ENTRYPOINT = f"{CONTAINER_DIR}/entrypoint.sh"
+PROCESSING_ROOT = "/opt/ml/processing"
+CODE_INPUT = "code"
+SOURCEDIR_NAME = "sourcedir.tar.gz"
+TRAIN_PROGRAM = "train.R"
+PROCESS_PROGRAM = "process.R"
+INFERENCE_PROGRAM = "inference.R"
+
+
+def unique_name(base, salt="", now=None):
+    """base-YYYYmmdd-HHMMSS-xxxx: valid for SageMaker, sortable, unique per submission."""
+    now = time.time() if now is None else now
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now))
+    digest = hashlib.sha256(f"{base}{salt}{now!r}{time.perf_counter_ns()}".encode()).hexdigest()[:4]
+    return f"{base}-{stamp}-{digest}"
+
+
+def tags(sourcedir_sha256, kind):
+    return [
+        {"Key": "sm-r-magic:version", "Value": __version__},
+        {"Key": "sm-r-magic:sourcedir-sha256", "Value": sourcedir_sha256},
+        {"Key": "sm-r-magic:kind", "Value": kind},
+    ]
+
+
+def encode_hyperparameters(hyperparameters):
+    """JSON-encode every value, as the SageMaker Python SDK does since 2.110 (the container decodes)."""
+    return {str(k): json.dumps(v) for k, v in hyperparameters.items()}
+
+
+def _resources(instance_type, instance_count, volume_size):
+    return {"InstanceType": instance_type, "InstanceCount": int(instance_count), "VolumeSizeInGB": int(volume_size)}
+
+
+def training_request(*, job_name, image, code_uri, channels, hyperparameters, output_path, role=None,
+                     instance_type="ml.m5.large", instance_count=1, volume_size=30, max_runtime=86400,
+                     environment=None, sourcedir_sha256="", program=TRAIN_PROGRAM, spot=False,
+                     max_wait=None, checkpoint_uri=None, metric_definitions=None):
+    hps = encode_hyperparameters(hyperparameters)
+    hps["sagemaker_program"] = json.dumps(program)
+    hps["sagemaker_submit_directory"] = json.dumps(code_uri)
+    algorithm = {"TrainingImage": image, "TrainingInputMode": "File"}
+    if metric_definitions:
+        algorithm["MetricDefinitions"] = [{"Name": n, "Regex": r} for n, r in metric_definitions.items()]
+    request = {
+        "TrainingJobName": job_name,
+        "AlgorithmSpecification": algorithm,
+        "HyperParameters": hps,
+        "InputDataConfig": [
+            {
+                "ChannelName": name,
+                "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri,
+                                                "S3DataDistributionType": "FullyReplicated"}},
+                "InputMode": "File",
+            }
+            for name, uri in channels.items()
+        ],
+        "OutputDataConfig": {"S3OutputPath": output_path},
+        "ResourceConfig": _resources(instance_type, instance_count, volume_size),
+        "StoppingCondition": {"MaxRuntimeInSeconds": int(max_runtime)},
+        "Environment": dict(environment or {}),
+        "Tags": tags(sourcedir_sha256, "training"),
+    }
+    if not request["InputDataConfig"]:
+        del request["InputDataConfig"]
+    if role:
+        request["RoleArn"] = role
+    if spot:
+        request["EnableManagedSpotTraining"] = True
+        request["StoppingCondition"]["MaxWaitTimeInSeconds"] = int(max_wait or max_runtime)
+        if checkpoint_uri:
+            request["CheckpointConfig"] = {"S3Uri": checkpoint_uri, "LocalPath": "/opt/ml/checkpoints"}
+    return request
+
+
+def processing_request(*, job_name, image, code_uri, inputs, outputs, role=None, instance_type="ml.m5.large",
+                       instance_count=1, volume_size=30, max_runtime=86400, environment=None,
+                       sourcedir_sha256="", program=PROCESS_PROGRAM):
+    code_local = f"{PROCESSING_ROOT}/input/{CODE_INPUT}"
+    environment = dict(environment or {})
+    environment["SAGEMAKER_PROGRAM"] = program
+    environment["SAGEMAKER_SUBMIT_DIRECTORY"] = f"{code_local}/{SOURCEDIR_NAME}"
+
+    def s3_input(name, uri):
+        return {"InputName": name, "AppManaged": False,
+                "S3Input": {"S3Uri": uri, "LocalPath": f"{PROCESSING_ROOT}/input/{name}", "S3DataType": "S3Prefix",
+                            "S3InputMode": "File", "S3DataDistributionType": "FullyReplicated",
+                            "S3CompressionType": "None"}}
+
+    request = {
+        "ProcessingJobName": job_name,
+        "ProcessingResources": {"ClusterConfig": _resources(instance_type, instance_count, volume_size)},
+        "StoppingCondition": {"MaxRuntimeInSeconds": int(max_runtime)},
+        "AppSpecification": {"ImageUri": image, "ContainerEntrypoint": [ENTRYPOINT, "process"]},
+        "Environment": environment,
+        "ProcessingInputs": [s3_input(name, uri) for name, uri in inputs.items()] + [s3_input(CODE_INPUT, code_uri)],
+        "Tags": tags(sourcedir_sha256, "processing"),
+    }
+    if outputs:
+        request["ProcessingOutputConfig"] = {"Outputs": [
+            {"OutputName": name, "AppManaged": False,
+             "S3Output": {"S3Uri": uri, "LocalPath": f"{PROCESSING_ROOT}/output/{name}", "S3UploadMode": "EndOfJob"}}
+            for name, uri in outputs.items()
+        ]}
+    if role:
+        request["RoleArn"] = role
+    return request
+
+
+def model_request(*, model_name, image, model_data, role=None, code_uri=None, program=INFERENCE_PROGRAM,
+                  environment=None, sourcedir_sha256=""):
+    environment = dict(environment or {})
+    if code_uri:
+        environment["SAGEMAKER_SUBMIT_DIRECTORY"] = code_uri
+        environment["SAGEMAKER_PROGRAM"] = program
+    container = {"Image": image, "Environment": environment}
+    if model_data:
+        container["ModelDataUrl"] = model_data
+    request = {"ModelName": model_name, "PrimaryContainer": container, "Tags": tags(sourcedir_sha256, "model")}
+    if role:
+        request["ExecutionRoleArn"] = role
+    return request
+
+
+def endpoint_config_request(*, config_name, model_name, instance_type="ml.m5.large", instance_count=1,
+                            serverless=None, sourcedir_sha256=""):
+    variant = {"VariantName": "AllTraffic", "ModelName": model_name}
+    if serverless:
+        memory, concurrency = serverless
+        variant["ServerlessConfig"] = {"MemorySizeInMB": int(memory), "MaxConcurrency": int(concurrency)}
+    else:
+        variant.update({"InstanceType": instance_type, "InitialInstanceCount": int(instance_count),
+                        "InitialVariantWeight": 1.0})
+    return {"EndpointConfigName": config_name, "ProductionVariants": [variant],
+            "Tags": tags(sourcedir_sha256, "endpoint-config")}
+
+
+def endpoint_request(*, endpoint_name, config_name, sourcedir_sha256=""):
+    return {"EndpointName": endpoint_name, "EndpointConfigName": config_name,
+            "Tags": tags(sourcedir_sha256, "endpoint")}
