@@ -31,6 +31,8 @@ def _common(func):
         argument("--as", dest="as_var", metavar="VAR", help="Store the handle in this variable."),
         argument("--async", dest="async_", action="store_true", help="Return at once; the job keeps running."),
         argument("--dry-run", action="store_true", help="Print the SageMaker API request as JSON; create nothing."),
+        argument("--form", action="store_true",
+                 help="Show the options as a launch form; each Launch submits the cell with the form's values."),
     ]
     for decorate in reversed(decorators):
         func = decorate(func)
@@ -73,11 +75,17 @@ class RMagics(Magics):
             raise SmRMagicError(f"--as {args.as_var!r} is not a Python variable name")
         return var
 
-    def _run(self, args, submit):
-        """Validate, submit, store the handle; every SmRMagicError becomes a one-line UsageError."""
+    def _run(self, args, submit, kind=None, kwargs=None):
+        """Validate, submit, store the handle; every SmRMagicError becomes a one-line UsageError.
+
+        With --form, `submit(**overrides)` is handed to a launch form instead of being called once."""
         try:
             self._check_count(args)
             var = self._target_var(args)
+            if getattr(args, "form", False):
+                from .widgets import launch_form
+
+                return launch_form(kind, kwargs or {}, submit)
             result = submit()
         except SmRMagicError as exc:
             raise UsageError(str(exc)) from None
@@ -107,9 +115,9 @@ class RMagics(Magics):
         The handle has .status, .outputs, .logs(), .wait(), .stop().
         """
         args = parse_argstring(self.r_processing, line)
-        return self._run(args, lambda: api.processing(
-            cell, inputs=parsing.parse_inputs(args.input), outputs=parsing.parse_outputs(args.output),
-            **_job_kwargs(args)))
+        kwargs = dict(inputs=parsing.parse_inputs(args.input), outputs=parsing.parse_outputs(args.output),
+                      **_job_kwargs(args))
+        return self._run(args, lambda **over: api.processing(cell, **{**kwargs, **over}), "processing", kwargs)
 
     @magic_arguments()
     @argument("--channel", action="append", metavar="NAME=URI",
@@ -131,11 +139,11 @@ class RMagics(Magics):
         The handle has .status, .model_data, .logs(), .wait(), .stop().
         """
         args = parse_argstring(self.r_train, line)
-        return self._run(args, lambda: api.train(
-            cell, channels=parsing.parse_channels(args.channel),
-            hyperparameters=parsing.parse_hyperparameters(args.hp, args.hyperparameters),
-            metrics=parsing.parse_metrics(args.metric), spot=args.spot, checkpoint_uri=args.checkpoint_uri,
-            **_job_kwargs(args)))
+        kwargs = dict(channels=parsing.parse_channels(args.channel),
+                      hyperparameters=parsing.parse_hyperparameters(args.hp, args.hyperparameters),
+                      metrics=parsing.parse_metrics(args.metric), spot=args.spot, checkpoint_uri=args.checkpoint_uri,
+                      **_job_kwargs(args))
+        return self._run(args, lambda **over: api.train(cell, **{**kwargs, **over}), "training", kwargs)
 
     @magic_arguments()
     @argument("name", help="Job name (or base name: the latest job whose name starts with it).")

@@ -57,7 +57,38 @@ class Backend:
         return []
 
     def attach(self, name):
+        """A Job or Predictor by name (exact, or the latest starting with `name-`)."""
         raise NotImplementedError
+
+    # -- endpoints: the three requests of spec.model_request / endpoint_config_request / endpoint_request --
+    def model_data_uri(self, uri):
+        """A user's model.tar.gz location as the CreateModel request should name it."""
+        raise NotImplementedError
+
+    def deploy(self, requests, keep=False):
+        """Create model, endpoint config and endpoint from {"model": ..., "endpoint_config": ...,
+        "endpoint": ...}; returns a predictor.Predictor at once (status Creating)."""
+        raise NotImplementedError
+
+    def describe_endpoint(self, name):
+        """DescribeEndpoint-shaped dict: EndpointStatus (Creating, InService, Failed, Deleting, ...),
+        FailureReason, CreationTime; local backends add LocalUrl."""
+        raise NotImplementedError
+
+    def invoke_endpoint(self, name, body, content_type, accept):
+        """POST /invocations (InvokeEndpoint) -> (response bytes, response content type).
+        Raises predictor.InvocationError with the status code and the body on errors."""
+        raise NotImplementedError
+
+    def read_endpoint_logs(self, name, cursor=None):
+        return [], cursor
+
+    def delete_endpoint(self, name):
+        """Delete the endpoint, its endpoint config and its model."""
+        raise NotImplementedError
+
+    def list_endpoints(self):
+        return []
 
 
 def local_path(uri, option, must_exist=True):

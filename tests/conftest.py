@@ -1,0 +1,64 @@
+"""Shared fixtures: an IPython shell with the extension loaded, real R, an isolated local root."""
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="session")
+def r_available():
+    if not shutil.which("Rscript"):
+        pytest.skip("R is not installed (make test installs r-base-core)")
+    return shutil.which("Rscript")
+
+
+@pytest.fixture
+def local_root(tmp_path, monkeypatch):
+    """Every test gets its own artifact root, also for code that reads the environment."""
+    root = tmp_path / "sm-r-magic-root"
+    monkeypatch.setenv("SM_R_MAGIC_LOCAL_ROOT", str(root))
+    return root
+
+
+@pytest.fixture
+def settings(local_root, monkeypatch):
+    """Fresh settings in force for the plain Python API."""
+    from sm_r_magic import config
+
+    fresh = config.RMagic()
+    monkeypatch.setattr(config, "_current", fresh)
+    return fresh
+
+
+@pytest.fixture
+def shell(local_root, monkeypatch, tmp_path):
+    """An InteractiveShell with the extension loaded, as a notebook user has it."""
+    from IPython.testing.globalipapp import start_ipython
+
+    from sm_r_magic import config
+
+    ip = start_ipython()
+    monkeypatch.setattr(config, "_current", None)
+    monkeypatch.chdir(tmp_path)
+    ip.run_line_magic("load_ext", "sm_r_magic")
+    ip.run_line_magic("reload_ext", "sm_r_magic")
+    yield ip
+    ip.user_ns.clear()
+
+
+@pytest.fixture
+def mtcars_csv(tmp_path, r_available):
+    data = tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    subprocess.run([r_available, "-e", f'write.csv(mtcars, "{data}/mtcars.csv", row.names = FALSE)'], check=True)
+    return data / "mtcars.csv"
+
+
+def run_cell(shell, magic, line, cell):
+    """Run a cell magic and return (result, error) the way a notebook would see them."""
+    result = shell.run_cell(f"%%{magic} {line}\n{cell}")
+    return result.result, result.error_in_exec or result.error_before_exec
