@@ -49,20 +49,26 @@ class Job:
         self.kind = kind
         self.name = name
         self._description = None
+        self._described_at = 0.0
         self._log_cursor = None
         self._log_lines = []
         self._log_lock = threading.Lock()
 
     # -- state -------------------------------------------------------------------------------------------
+    # Properties read a description at most this old, so one widget update makes one describe call.
+    max_age = 0.2
+
     def describe(self, refresh=True):
         if refresh or self._description is None:
             if self._description is not None and self._description.get(STATUS_KEY[self.kind]) in TERMINAL:
                 return self._description  # a finished job does not change
             self._description = self.backend.describe_job(self.kind, self.name)
+            self._described_at = time.monotonic()
         return self._description
 
     def _cached(self):
-        return self.describe(refresh=self._description is None)
+        stale = self._description is None or time.monotonic() - self._described_at > self.max_age
+        return self.describe(refresh=stale)
 
     @property
     def backend_name(self):
@@ -70,7 +76,7 @@ class Job:
 
     @property
     def status(self):
-        return self.describe()[STATUS_KEY[self.kind]]
+        return self._cached()[STATUS_KEY[self.kind]]
 
     @property
     def done(self):
@@ -78,7 +84,9 @@ class Job:
 
     @property
     def secondary_status(self):
-        return self._cached().get("SecondaryStatus") or self._cached()[STATUS_KEY[self.kind]]
+        desc = self._cached()
+        transitions = desc.get("SecondaryStatusTransitions")
+        return desc.get("SecondaryStatus") or (transitions[-1]["Status"] if transitions else desc[STATUS_KEY[self.kind]])
 
     @property
     def transitions(self):

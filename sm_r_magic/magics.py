@@ -1,6 +1,7 @@
 """IPython glue only: option parsing with magic_arguments, errors as one-line UsageErrors.
 The work happens in api.py (the same functions the CLI and the R package call)."""
 
+import contextlib
 import json
 import shlex
 
@@ -48,6 +49,15 @@ def parse_argstring(magic, line):
     return magic.parser.parse_args(argv)
 
 
+@contextlib.contextmanager
+def usage_errors():
+    """Bad input (SmRMagicError) reaches the user as one line: an IPython UsageError, no traceback."""
+    try:
+        yield
+    except SmRMagicError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def _job_kwargs(args):
     return dict(
         name=args.name, backend=args.backend, instance_type=args.instance_type, instance_count=args.instance_count,
@@ -80,15 +90,16 @@ class RMagics(Magics):
 
         With --form, `submit(**overrides)` is handed to a launch form instead of being called once."""
         try:
-            self._check_count(args)
-            var = self._target_var(args)
-            if getattr(args, "form", False):
-                from .widgets import launch_form
+            with usage_errors():
+                self._check_count(args)
+                var = self._target_var(args)
+                if getattr(args, "form", False):
+                    from .widgets import launch_form
 
-                return launch_form(kind, kwargs or {}, submit)
-            result = submit()
-        except SmRMagicError as exc:
-            raise UsageError(str(exc)) from None
+                    return launch_form(kind, kwargs or {}, submit)
+                result = submit()
+        except UsageError:
+            raise
         except Exception as exc:
             failed_job = getattr(exc, "job", None)
             if failed_job is not None and (var := self._target_var(args)):
@@ -115,8 +126,9 @@ class RMagics(Magics):
         The handle has .status, .outputs, .logs(), .wait(), .stop().
         """
         args = parse_argstring(self.r_processing, line)
-        kwargs = dict(inputs=parsing.parse_inputs(args.input), outputs=parsing.parse_outputs(args.output),
-                      **_job_kwargs(args))
+        with usage_errors():
+            kwargs = dict(inputs=parsing.parse_inputs(args.input), outputs=parsing.parse_outputs(args.output),
+                          **_job_kwargs(args))
         return self._run(args, lambda **over: api.processing(cell, **{**kwargs, **over}), "processing", kwargs)
 
     @magic_arguments()
@@ -139,10 +151,11 @@ class RMagics(Magics):
         The handle has .status, .model_data, .logs(), .wait(), .stop().
         """
         args = parse_argstring(self.r_train, line)
-        kwargs = dict(channels=parsing.parse_channels(args.channel),
-                      hyperparameters=parsing.parse_hyperparameters(args.hp, args.hyperparameters),
-                      metrics=parsing.parse_metrics(args.metric), spot=args.spot, checkpoint_uri=args.checkpoint_uri,
-                      **_job_kwargs(args))
+        with usage_errors():
+            kwargs = dict(channels=parsing.parse_channels(args.channel),
+                          hyperparameters=parsing.parse_hyperparameters(args.hp, args.hyperparameters),
+                          metrics=parsing.parse_metrics(args.metric), spot=args.spot,
+                          checkpoint_uri=args.checkpoint_uri, **_job_kwargs(args))
         return self._run(args, lambda **over: api.train(cell, **{**kwargs, **over}), "training", kwargs)
 
     @magic_arguments()
@@ -153,10 +166,8 @@ class RMagics(Magics):
     def r_attach(self, line):
         """Re-attach to a job started earlier (this kernel, another one, or before a restart)."""
         args = parse_argstring(self.r_attach, line)
-        try:
+        with usage_errors():
             handle = api.attach(args.name, backend=args.backend)
-        except SmRMagicError as exc:
-            raise UsageError(str(exc)) from None
         if args.as_var:
             self.shell.user_ns[args.as_var] = handle
         return handle
@@ -167,10 +178,8 @@ class RMagics(Magics):
     def r_jobs(self, line):
         """List this session's jobs (and the backend's recent ones) with their status."""
         args = parse_argstring(self.r_jobs, line)
-        try:
+        with usage_errors():
             found = api.jobs(backend=args.backend)
-        except SmRMagicError as exc:
-            raise UsageError(str(exc)) from None
         from .progress import show_jobs
 
         return show_jobs(found)

@@ -37,17 +37,18 @@ def settings(local_root, monkeypatch):
 @pytest.fixture
 def shell(local_root, monkeypatch, tmp_path):
     """An InteractiveShell with the extension loaded, as a notebook user has it."""
-    from IPython.testing.globalipapp import start_ipython
+    from IPython.testing.globalipapp import get_ipython, start_ipython
 
     from sm_r_magic import config
 
-    ip = start_ipython()
+    ip = start_ipython() or get_ipython()
     monkeypatch.setattr(config, "_current", None)
     monkeypatch.chdir(tmp_path)
-    ip.run_line_magic("load_ext", "sm_r_magic")
+    ip.config.pop("RMagic", None)  # %config of an earlier test lives in the shell's config
     ip.run_line_magic("reload_ext", "sm_r_magic")
     yield ip
-    ip.user_ns.clear()
+    ip.config.pop("RMagic", None)
+    ip.reset(new_session=False)
 
 
 @pytest.fixture

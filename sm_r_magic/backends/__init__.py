@@ -1,16 +1,18 @@
 """Backends run the same SageMaker request dicts: local (this machine's R), docker (the shared image),
 sagemaker (the real service). They never import IPython or ipywidgets."""
 
+import weakref
+
 from ..errors import SmRMagicError
 
-_cache = {}
+_cache = weakref.WeakKeyDictionary()  # settings object -> {backend name: backend}
 
 
 def get_backend(name, config):
     """The backend instance for `name` with these settings (cached per settings object)."""
     name = (name or config.backend).lower()
-    key = (name, id(config))
-    if key not in _cache:
+    backends = _cache.setdefault(config, {})
+    if name not in backends:
         if name == "local":
             from .local import LocalBackend as cls
         elif name == "docker":
@@ -27,5 +29,5 @@ def get_backend(name, config):
                 raise
         else:
             raise SmRMagicError(f"unknown backend {name!r}: use local, docker or sagemaker")
-        _cache[key] = cls(config)
-    return _cache[key]
+        backends[name] = cls(config)
+    return backends[name]

@@ -1,0 +1,280 @@
+"""The foundation flow with real R on the local backend: processing -> training, as a user types it."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+
+import pytest
+
+from sm_r_magic.errors import JobFailed
+
+from .conftest import run_cell
+
+PREP = '''
+df <- read.csv(file.path(sm_input("raw"), "mtcars.csv"))
+idx <- seq_len(nrow(df)) %% 4 != 0
+write.csv(df[idx, ], file.path(sm_output("train"), "train.csv"), row.names = FALSE)
+write.csv(df[!idx, ], file.path(sm_output("test"), "test.csv"), row.names = FALSE)
+'''
+
+TRAIN = '''
+df <- read.csv(file.path(sm_channel("train"), "train.csv"))
+model <- lm(as.formula(sm_hp("formula")), data = df)
+saveRDS(model, file.path(sm_model_dir(), "model.rds"))
+cat("train_rmse:", sqrt(mean(residuals(model)^2)), "\\n")
+'''
+
+
+def r_eval(expr):
+    return subprocess.run(["Rscript", "-e", expr], capture_output=True, text=True, check=True).stdout
+
+
+def test_processing_then_training_as_written(shell, mtcars_csv, capsys):
+    result, error = run_cell(shell, "r_processing",
+                             f"--name prep --input raw={mtcars_csv} --output train --output test", PREP)
+    assert error is None
+    prep = shell.user_ns["prep"]
+    assert result is prep
+    assert prep.status == "Completed"
+    assert set(prep.outputs) == {"train", "test"}
+    train_csv = os.path.join(prep.outputs["train"], "train.csv")
+    test_csv = os.path.join(prep.outputs["test"], "test.csv")
+    assert len(open(train_csv).read().splitlines()) == 1 + 24
+    assert len(open(test_csv).read().splitlines()) == 1 + 8
+
+    result, error = run_cell(shell, "r_train",
+                             '--name mtcars-lm --channel train={prep.outputs["train"]} '
+                             '--hp formula="mpg ~ wt + hp" --as job', TRAIN)
+    assert error is None
+    job = shell.user_ns["job"]
+    assert result is job and "mtcars_lm" not in shell.user_ns
+    assert job.status == "Completed"
+    assert job.name.startswith("mtcars-lm-")
+    assert job.hyperparameters == {"formula": "mpg ~ wt + hp"}
+    with tarfile.open(job.model_data) as tar:
+        names = tar.getnames()
+    assert "model.rds" in names and "code/train.R" in names
+    logs = job.logs()
+    rmse = float(logs.split("train_rmse:")[1].split()[0])
+    expected = float(r_eval(f'df <- read.csv("{train_csv}"); m <- lm(mpg ~ wt + hp, df); '
+                            'cat(sqrt(mean(residuals(m)^2)))'))
+    assert rmse == pytest.approx(expected, rel=1e-6)
+    out = capsys.readouterr().out
+    assert "train_rmse:" in out and "Completed" in out and job.model_data in out
+
+
+def test_dry_run_prints_request_and_creates_nothing(shell, mtcars_csv, local_root, capsys):
+    result, error = run_cell(shell, "r_train",
+                             f"--name lm --channel train={mtcars_csv} --hp alpha=0.5 --hp formula='mpg ~ wt' "
+                             "--instance-type ml.c5.xlarge --env FOO=bar --dry-run", "x <- 1")
+    assert error is None and result is None
+    request = json.loads(capsys.readouterr().out)
+    assert request["TrainingJobName"].startswith("lm-")
+    assert request["HyperParameters"]["alpha"] == "0.5"
+    assert request["HyperParameters"]["formula"] == '"mpg ~ wt"'
+    assert json.loads(request["HyperParameters"]["sagemaker_program"]) == "train.R"
+    assert request["ResourceConfig"]["InstanceType"] == "ml.c5.xlarge"
+    assert request["Environment"] == {"FOO": "bar"}
+    assert request["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == str(mtcars_csv)
+    assert not local_root.exists()
+    assert "lm" not in shell.user_ns
+
+
+def test_hyperparameters_json_option_and_typed_sm_hp(shell, capsys):
+    code = '''
+cat("alpha", sm_hp("alpha") * 2, class(sm_hp("alpha")), "\\n")
+cat("n", sm_hp("n", 1L) + 1L, class(sm_hp("n", 1L)), "\\n")
+cat("flag", isTRUE(sm_hp("flag")), "\\n")
+cat("formula", sm_hp("formula"), "\\n")
+cat("missing", sm_hp("nope", "dflt"), "\\n")
+cat("list", paste(sm_hp("layers"), collapse = "+"), "\\n")
+'''
+    _, error = run_cell(shell, "r_train", "--hyperparameters '{\"alpha\": 0.25, \"layers\": [2, 3]}' "
+                        "--hp n=4 --hp flag=true --hp formula=\"mpg ~ wt\" --as j", code)
+    assert error is None
+    logs = shell.user_ns["j"].logs()
+    assert "alpha 0.5 numeric" in logs
+    assert "n 5 integer" in logs
+    assert "flag TRUE" in logs
+    assert "formula mpg ~ wt" in logs
+    assert "missing dflt" in logs
+    assert "list 2+3" in logs
+
+
+def test_container_decodes_hyperparameters_encoded_by_other_clients(tmp_path, r_available):
+    """The SDK sends JSON-encoded strings; other clients send raw strings: both decode."""
+    from sm_r_magic.paths import ENTRYPOINT
+
+    root = tmp_path / "ml"
+    (root / "input" / "config").mkdir(parents=True)
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "train.R").write_text(
+        'a <- sm_hp("alpha"); f <- sm_hp("formula"); r <- sm_hp("raw"); e <- Sys.getenv("SM_HP_FORMULA")\n'
+        'cat(class(a), a + 1, "|", f, "|", r, "|", e, "|", Sys.getenv("SM_CHANNELS"), "\\n")\n'
+        'stopifnot(!"sagemaker_program" %in% names(sm_hyperparameters()))\n')
+    (root / "input" / "config" / "hyperparameters.json").write_text(json.dumps({
+        "alpha": "0.5", "formula": '"mpg ~ wt"', "raw": "mpg ~ hp",
+        "sagemaker_program": '"train.R"', "sagemaker_submit_directory": json.dumps(str(code)),
+    }))
+    proc = subprocess.run(["/bin/sh", ENTRYPOINT, "train"], env={**os.environ, "SM_R_MAGIC_ROOT": str(root)},
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "numeric 1.5 | mpg ~ wt | mpg ~ hp | mpg ~ wt | [] " in proc.stdout
+    assert (root / "model" / "code" / "train.R").exists()
+
+
+def test_failure_shows_r_error_and_traceback(shell, local_root):
+    code = 'f <- function(x) g(x)\ng <- function(x) stop("boom: ", x)\nf("bad input")\n'
+    result = shell.run_cell(f"%%r_train --name failing --as failed\n{code}")
+    assert isinstance(result.error_in_exec, JobFailed)
+    job = shell.user_ns["failed"]
+    assert job.status == "Failed"
+    reason = job.failure_reason
+    assert "boom: bad input" in reason
+    assert "f(\"bad input\") at train.R#3" in reason and "g(x) at train.R#1" in reason
+    assert os.path.isdir(job.local_folder)
+    rendered = "\n".join(result.error_in_exec._render_traceback_())
+    assert "boom: bad input" in rendered and "Traceback" in rendered and job.local_folder in rendered
+
+
+def test_async_returns_at_once_and_wait_finishes(shell, capsys):
+    t0 = time.monotonic()
+    _, error = run_cell(shell, "r_train", "--name slow --async --as slow", 'Sys.sleep(2)\ncat("done\\n")')
+    assert error is None
+    assert time.monotonic() - t0 < 2
+    job = shell.user_ns["slow"]
+    assert job.status == "InProgress"
+    job.wait(progress="none")
+    assert job.status == "Completed" and "done" in job.logs()
+
+
+def test_stop_ends_as_stopped(shell):
+    _, error = run_cell(shell, "r_train", "--name sleeper --async --as sleeper", "Sys.sleep(60)")
+    assert error is None
+    job = shell.user_ns["sleeper"]
+    _wait_for(lambda: job.secondary_status == "Training")
+    t0 = time.monotonic()
+    job.stop()
+    assert job.status == "Stopped"
+    assert time.monotonic() - t0 < 10
+
+
+def test_sigterm_to_r_ends_as_failed_not_hung(shell):
+    _, error = run_cell(shell, "r_train", "--name killed --async --as killed", "Sys.sleep(60)")
+    assert error is None
+    job = shell.user_ns["killed"]
+    state_file = os.path.join(job.local_folder, "state.json")
+    _wait_for(lambda: json.load(open(state_file)).get("child_pid"))
+    os.kill(json.load(open(state_file))["child_pid"], signal.SIGTERM)
+    _wait_for(lambda: job.done, timeout=15)
+    assert job.status == "Failed"
+    assert "SIGTERM" in job.failure_reason
+
+
+def test_interrupt_detaches_and_job_keeps_running(shell, monkeypatch, capsys):
+    import sm_r_magic.progress as progress
+
+    real_sleep = time.sleep
+    calls = {"n": 0}
+
+    def interrupting_sleep(seconds):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        real_sleep(seconds)
+
+    monkeypatch.setattr(progress.time, "sleep", interrupting_sleep)
+    _, error = run_cell(shell, "r_train", "--name detach --as detached", 'Sys.sleep(1.5)\ncat("finished\\n")')
+    monkeypatch.setattr(progress.time, "sleep", real_sleep)
+    assert error is None
+    out = capsys.readouterr().out
+    assert "detached" in out and "%r_attach" in out
+    job = shell.user_ns["detached"]
+    assert job.status == "InProgress"
+    job.wait(progress="none")
+    assert job.status == "Completed" and "finished" in job.logs()
+
+
+def test_reattach_by_name_after_restart(shell, local_root):
+    _, error = run_cell(shell, "r_train", "--name again --as first", 'cat("hello from R\\n")')
+    assert error is None
+    name = shell.user_ns["first"].name
+    # A new process (a restarted kernel) finds the job by name and by base name.
+    script = ("import sm_r_magic as s; j = s.attach(%r); print(j.status, j.logs().strip()); "
+              "print(s.attach('again').name)" % name)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                         env={**os.environ, "SM_R_MAGIC_LOCAL_ROOT": str(local_root)}).stdout
+    assert out.splitlines() == ["Completed hello from R", name]
+    handle = shell.run_line_magic("r_attach", name)
+    assert handle.status == "Completed"
+
+
+def test_identical_code_is_stored_once(shell, local_root):
+    for _ in range(2):
+        _, error = run_cell(shell, "r_train", "--name same", 'cat("same\\n")')
+        assert error is None
+    stored = os.listdir(local_root / "sourcedir")
+    assert len(stored) == 1
+    assert len(os.listdir(local_root / "jobs")) == 2
+
+
+def test_extra_files_and_source_dir_are_packaged(shell, tmp_path):
+    src = tmp_path / "src"
+    (src / "R").mkdir(parents=True)
+    (src / "R" / "utils.R").write_text("double_it <- function(x) 2 * x\n")
+    extra = tmp_path / "lookup.csv"
+    extra.write_text("a,b\n1,2\n")
+    code = 'source("R/utils.R")\ncat("doubled", double_it(21), "\\n")\nprint(read.csv("lookup.csv")$b)\n'
+    _, error = run_cell(shell, "r_processing", f"--source-dir {src} --file {extra} --as p", code)
+    assert error is None
+    logs = shell.user_ns["p"].logs()
+    assert "doubled 42" in logs and "[1] 2" in logs
+
+
+def test_environment_variables_reach_r(shell):
+    _, error = run_cell(shell, "r_processing", "--env GREETING=hallo --env EMPTY= --as p",
+                        'cat(Sys.getenv("GREETING"), nchar(Sys.getenv("EMPTY")), "\\n")')
+    assert error is None
+    assert "hallo 0" in shell.user_ns["p"].logs()
+
+
+def test_magic_help_lists_options(shell):
+    from sm_r_magic.magics import RMagics
+
+    doc = RMagics.r_train.__doc__
+    for option in ("--channel", "--hp", "--hyperparameters", "--backend", "--async", "--dry-run", "--as"):
+        assert option in doc
+    assert "--input" in RMagics.r_processing.__doc__ and "--output" in RMagics.r_processing.__doc__
+
+
+def test_config_and_environment(shell, monkeypatch):
+    from sm_r_magic import config
+
+    shell.run_line_magic("config", 'RMagic.instance_type = "ml.c5.2xlarge"')
+    assert config.current().instance_type == "ml.c5.2xlarge"
+    monkeypatch.setenv("SM_R_MAGIC_BACKEND", "sagemaker")
+    monkeypatch.setenv("SM_R_MAGIC_MAX_RUNTIME", "60")
+    fresh = config.RMagic()
+    assert fresh.backend == "sagemaker" and fresh.max_runtime == 60
+
+
+def test_load_ext_is_fast_and_light():
+    script = ("import time, sys; t = time.perf_counter(); from IPython.testing.globalipapp import start_ipython; "
+              "ip = start_ipython(); t = time.perf_counter(); ip.run_line_magic('load_ext', 'sm_r_magic'); "
+              "print(time.perf_counter() - t); print('boto3' in sys.modules, 'ipywidgets' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
+    assert out[1:] == ["False", "False"]
+
+
+def _wait_for(predicate, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")
