@@ -1,0 +1,254 @@
+"""Serving benchmark: the container's serve mode (Rserve, forked R workers) against the seed's plumber app.
+
+    python benchmarks/bench_serving.py [--requests N] [--duration S] [--workers 1,2] [--json PATH]
+
+Trains lm(mpg ~ wt + hp, mtcars) with Rscript into a temporary model folder with a tiny handler program
+(model_fn only: the default CSV input, predict() and CSV output), then serves it with
+  * `entrypoint.sh serve` for each worker count (the default, number of CPUs, plus 1 and 2), and
+  * benchmarks/plumber_baseline.R (plain plumber/httpuv, the seed's approach),
+and measures requests/s, p50 and p99 latency of POST /invocations (one CSV row) on kept-alive connections
+and with a new connection per request, at concurrency 1 and 8 (Python threads with http.client, loopback
+only). Each scenario is bounded by --requests and --duration. Prints a Markdown table and writes JSON.
+Every server is started here and stopped here by PID (SIGTERM, then SIGKILL), also on error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import http.client
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ENTRYPOINT = HERE.parent / "sm_r_magic" / "container" / "entrypoint.sh"
+PLUMBER_BASELINE = HERE / "plumber_baseline.R"
+BODY = b"wt,hp\n2.5,120\n"
+HANDLER = 'model_fn <- function(model_dir) readRDS(file.path(model_dir, "model.rds"))\n'
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def child_pids(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path("/proc", entry, "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.append(int(entry))
+    return found
+
+
+class Server:
+    def __init__(self, name: str, cmd: list[str], env: dict[str, str], port: int, log: Path):
+        self.name, self.cmd, self.env, self.port, self.log = name, cmd, env, port, log
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60) -> None:
+        self.proc = subprocess.Popen(self.cmd, env=self.env, stdin=subprocess.DEVNULL, stdout=self.log.open("wb"),
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log.read_text()}")
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                conn.request("GET", "/ping")
+                if conn.getresponse().status == 200:
+                    conn.close()
+                    return
+                conn.close()
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name} did not answer /ping within {timeout} s")
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        children = child_pids(self.proc.pid)
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def run_load(port: int, concurrency: int, keep_alive: bool, max_requests: int, duration: float) -> dict:
+    """concurrency threads send POST /invocations until max_requests in total or duration seconds."""
+    lock = threading.Lock()
+    state = {"sent": 0, "errors": 0}
+    latencies: list[float] = []
+    deadline = time.monotonic() + duration
+    headers = {"Content-Type": "text/csv", "Accept": "text/csv"}
+
+    def take() -> bool:
+        with lock:
+            if state["sent"] >= max_requests or time.monotonic() >= deadline:
+                return False
+            state["sent"] += 1
+            return True
+
+    def worker():
+        own: list[float] = []
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30) if keep_alive else None
+        while take():
+            started = time.perf_counter()
+            try:
+                c = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                c.request("POST", "/invocations", body=BODY, headers=headers)
+                response = c.getresponse()
+                response.read()
+                if not keep_alive:
+                    c.close()
+                if response.status != 200:
+                    raise RuntimeError(f"HTTP {response.status}")
+                own.append(time.perf_counter() - started)
+            except Exception:
+                with lock:
+                    state["errors"] += 1
+                if conn is not None:
+                    conn.close()
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        if conn is not None:
+            conn.close()
+        with lock:
+            latencies.extend(own)
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=duration + 60)
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+
+    def pct(p: float) -> float | None:
+        if not latencies:
+            return None
+        return round(1000 * latencies[min(len(latencies) - 1, int(p * len(latencies)))], 3)
+
+    return {"requests": len(latencies), "errors": state["errors"], "seconds": round(elapsed, 3),
+            "req_per_s": round(len(latencies) / elapsed, 1) if elapsed else None, "p50_ms": pct(0.50),
+            "p99_ms": pct(0.99)}
+
+
+def train(folder: Path) -> Path:
+    model_dir = folder / "model"
+    (model_dir / "code").mkdir(parents=True)
+    (model_dir / "code" / "inference.R").write_text(HANDLER)
+    subprocess.run(["Rscript", "-e", f"saveRDS(lm(mpg ~ wt + hp, data = mtcars), '{model_dir}/model.rds')"],
+                   check=True, capture_output=True, timeout=120)
+    return model_dir / "model.rds"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=3000, help="at most this many requests per scenario")
+    parser.add_argument("--duration", type=float, default=3.0, help="at most this many seconds per scenario")
+    parser.add_argument("--workers", default=None,
+                        help="comma-separated SM_R_MAGIC_WORKERS values (default: the CPU count, 1 and 2)")
+    parser.add_argument("--json", default=str(HERE / "results" / "serving.json"), help="where to write results")
+    parser.add_argument("--no-plumber", action="store_true", help="skip the plumber baseline")
+    args = parser.parse_args(argv)
+    if shutil.which("Rscript") is None:
+        print("Rscript is not installed", file=sys.stderr)
+        return 2
+    cpus = os.cpu_count() or 1
+    if args.workers:
+        worker_counts = [int(w) for w in args.workers.split(",")]
+    else:
+        worker_counts = sorted({cpus, 1, 2})
+    scenarios = [(True, 1), (True, 8), (False, 1), (False, 8)]
+
+    results: list[dict] = []
+    servers: list[Server] = []
+    with tempfile.TemporaryDirectory(prefix="sm-r-magic-bench-") as tmp:
+        tmp_path = Path(tmp)
+        model_rds = train(tmp_path / "root")
+        configs = []
+        for workers in worker_counts:
+            port = free_port()
+            env = {**os.environ, "SM_R_MAGIC_ROOT": str(tmp_path / "root"), "SAGEMAKER_BIND_TO_PORT": str(port),
+                   "SM_R_MAGIC_BIND_HOST": "127.0.0.1", "SM_R_MAGIC_WORKERS": str(workers)}
+            for name in ("SAGEMAKER_SUBMIT_DIRECTORY", "SAGEMAKER_PROGRAM", "SM_R_MAGIC_MODEL_DATA"):
+                env.pop(name, None)
+            label = f"sm-r-magic serve (Rserve), {workers} worker{'s' if workers > 1 else ''}"
+            if workers == cpus:
+                label += " (default)"
+            configs.append((Server(label, [str(ENTRYPOINT), "serve"], env, port, tmp_path / f"serve-{workers}.log"),
+                            workers))
+        if not args.no_plumber:
+            port = free_port()
+            configs.append((Server("plumber (seed baseline)", ["Rscript", str(PLUMBER_BASELINE), str(model_rds),
+                                                              str(port)], dict(os.environ), port,
+                                   tmp_path / "plumber.log"), 1))
+        try:
+            for server, workers in configs:
+                servers.append(server)
+                server.start()
+                run_load(server.port, 2, True, 40, 2.0)   # warm-up, not counted
+                for keep_alive, concurrency in scenarios:
+                    row = run_load(server.port, concurrency, keep_alive, args.requests, args.duration)
+                    row.update(server=server.name, workers=workers, concurrency=concurrency,
+                               connection="kept-alive" if keep_alive else "new per request")
+                    results.append(row)
+                    print(f"  {server.name:48s} {row['connection']:16s} c={concurrency}: "
+                          f"{row['req_per_s']} req/s, p50 {row['p50_ms']} ms", file=sys.stderr, flush=True)
+                server.stop()
+        finally:
+            for server in servers:
+                server.stop()
+
+    lines = ["| server | connection | concurrency | requests | req/s | p50 ms | p99 ms | errors |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        lines.append(f"| {r['server']} | {r['connection']} | {r['concurrency']} | {r['requests']} | {r['req_per_s']} "
+                     f"| {r['p50_ms']} | {r['p99_ms']} | {r['errors']} |")
+    table = "\n".join(lines)
+    print(table)
+    baseline = {(r["connection"], r["concurrency"]): r for r in results if r["server"].startswith("plumber")}
+    summary = []
+    for r in results:
+        base = baseline.get((r["connection"], r["concurrency"]))
+        if base and base["req_per_s"] and r is not base and r["req_per_s"]:
+            summary.append({"server": r["server"], "connection": r["connection"], "concurrency": r["concurrency"],
+                            "speedup_vs_plumber": round(r["req_per_s"] / base["req_per_s"], 2)})
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpus": cpus, "platform": platform.platform(), "python": platform.python_version()},
+        "settings": {"requests": args.requests, "duration_s": args.duration, "body": BODY.decode()},
+        "results": results, "speedup_vs_plumber": summary, "markdown": table,
+    }, indent=2) + "\n")
+    print(f"\nresults written to {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
