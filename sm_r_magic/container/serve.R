@@ -52,7 +52,14 @@
 # Settings: SAGEMAKER_BIND_TO_PORT (8080), SM_R_MAGIC_BIND_HOST (0.0.0.0; any host other than 127.0.0.1 /
 # localhost listens on all interfaces), SM_R_MAGIC_WORKERS, SM_R_MAGIC_MAX_PAYLOAD_MB, SM_R_MAGIC_ACCESS_LOG=1
 # (one line per request on stderr; by default only failed requests are logged), SM_R_MAGIC_MODEL_DATA
-# (a model.tar.gz to extract into the model folder when it is empty: the local backend).
+# (a model.tar.gz to extract into the model folder when it is empty: the local backend), SM_R_MAGIC_PRELOAD=0
+# (skip pre-loading stats/utils in the parent; see .sm_warm_up).
+#
+# Limits: a new connection costs a fork plus a few ms of first-request warm-up in the new process (~7 ms here,
+# where plumber answers a fresh connection in ~1.6 ms): clients should keep connections alive, as SageMaker
+# does. Each open connection holds one R process. With remote disabled (127.0.0.1), Rserve listens on all
+# interfaces but serves loopback peers only. Requests are not cut at 60 s (SageMaker does that). If the parent
+# is SIGKILLed, connection processes live on until their client closes the connection.
 
 .sm_serve_state <- new.env(parent = emptyenv())
 
