@@ -56,9 +56,11 @@ def make_view(job, progress):
         return None
     if _widgets_wanted(progress):
         try:
-            from .widgets import JobWidget
+            from .widgets import JobWidget, endpoint_widget
 
-            return JobWidget(job)
+            if getattr(job, "kind", None) == "endpoint":
+                return endpoint_widget(job)
+            return JobWidget.for_job(job)
         except ImportError:
             pass
     return TextProgress(job)
@@ -100,15 +102,37 @@ def display_job(job):
     view.start()
     if job.done:
         view.finish()
+    else:
+        view.follow()  # nobody waits in the foreground: the kernel's poller thread keeps it current
+
+
+def show_async(job, progress="auto"):
+    """A job submitted without waiting (--async, wait=False): in a notebook, show its widget now and let
+    the kernel's poller thread keep it current while other cells run. Text path: prints nothing (the
+    returned handle shows its one-line summary)."""
+    if progress in (None, "none", "text") or not _widgets_wanted(progress):
+        return None
+    try:
+        from .widgets import JobWidget
+    except ImportError:
+        return None
+    view = JobWidget.for_job(job)
+    view.start()
+    if job.done:
+        view.finish()
+    else:
+        view.follow()
+    return view
 
 
 def show_jobs(jobs):
     """%r_jobs: a table (the widget dashboard when a frontend exists)."""
     if _widgets_wanted("auto"):
         try:
+            from .jobs import SESSION
             from .widgets import JobsDashboard
 
-            return JobsDashboard(jobs)
+            return JobsDashboard(jobs, SESSION.endpoints)
         except ImportError:
             pass
     if not jobs:

@@ -1,0 +1,205 @@
+"""The widgets in a real JupyterLab, in headless Chromium (marker `browser`).
+
+Needs Debian's chromium (/usr/bin/chromium) and pip playwright: `scripts/install-browser.sh VENV`
+(the Makefile calls it). Screenshots land in test-output/browser/ (gitignored): look at them.
+"""
+
+import json
+import os
+import re
+import shutil
+import time
+
+import pytest
+
+from tests.support.jupyterlab import jupyterlab_server
+
+pytestmark = pytest.mark.browser
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHOTS = os.path.join(REPO, "test-output", "browser")
+CHROMIUM = os.environ.get("SM_R_MAGIC_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+
+CELLS = [
+    "%load_ext sm_r_magic",
+    '%%r_train --backend local --name browser-fit --hp degree=2 --metric rmse="rmse: ([0-9.]+)"\n'
+    'cat("fitting mpg ~ poly(wt, degree) on mtcars\\n")\n'
+    "Sys.sleep(1.5)\n"
+    'fit <- lm(mpg ~ poly(wt, sm_hp("degree", 1)), data = mtcars)\n'
+    'cat(sprintf("rmse: %.4f\\n", sqrt(mean(residuals(fit)^2))))\n'
+    'saveRDS(fit, file.path(sm_model_dir(), "model.rds"))',
+    "%%r_train --backend local --name browser-long --async\n"
+    'cat("a long job: sleeping 60 s\\n")\n'
+    "Sys.sleep(60)",
+    '%%r_train --backend local --name browser-fail\n'
+    'check <- function(x) if (x < 1) stop("boom: x must be at least 1, got ", x)\n'
+    "check(0)",
+    "%r_jobs",
+    '%%r_train --form --backend local --name sweep --hp alpha=1 --metric loss="loss: ([0-9.]+)"\n'
+    'alpha <- sm_hp("alpha", 1)\n'
+    "Sys.sleep(1)\n"
+    'cat(sprintf("loss: %.3f\\n", 1 / alpha))',
+    # an endpoint handle over a stand-in backend: how the endpoint widget looks and answers
+    "import datetime\n"
+    "from sm_r_magic.predictor import Predictor\n\n"
+    "class DemoBackend:\n"
+    '    name = "local"\n'
+    "    def describe_endpoint(self, name):\n"
+    '        return {"EndpointStatus": "InService", "LocalUrl": "http://127.0.0.1:8080/invocations",\n'
+    '                "CreationTime": datetime.datetime.now(datetime.timezone.utc)}\n'
+    "    def invoke_endpoint(self, name, body, content_type, accept):\n"
+    '        return b"[21.37, 18.94]", "application/json"\n'
+    "    def read_endpoint_logs(self, name, cursor=None):\n"
+    "        return [], cursor\n"
+    "    def delete_endpoint(self, name):\n"
+    "        pass\n\n"
+    'Predictor(DemoBackend(), "mtcars-lm-endpoint")',
+]
+
+
+def _require_browser():
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is missing: run scripts/install-browser.sh (installs Debian's chromium)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        pytest.skip("playwright is not installed: run scripts/install-browser.sh VENV (pip install playwright)")
+    try:
+        import jupyterlab  # noqa: F401
+    except ImportError:
+        pytest.skip("jupyterlab is not installed in this Python")
+
+
+def _notebook(path):
+    nb = {"cells": [{"cell_type": "code", "execution_count": None, "id": f"cell{i}", "metadata": {},
+                     "outputs": [], "source": src} for i, src in enumerate(CELLS)],
+          "metadata": {"kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python",
+                                      "name": "python3"},
+                       "language_info": {"name": "python"}},
+          "nbformat": 4, "nbformat_minor": 5}
+    with open(path, "w") as fh:
+        json.dump(nb, fh)
+
+
+def _stop_leftover_jobs(local_root):
+    """A failed test must not leave the 60 s R job running: stop what is still InProgress."""
+    from sm_r_magic.backends.local import LocalBackend
+    from sm_r_magic.config import RMagic
+
+    backend = LocalBackend(RMagic(local_root=str(local_root)))
+    for job in backend.list_jobs():
+        try:
+            if not job.done:
+                job.stop(wait=False)
+        except Exception:
+            pass
+
+
+def test_widgets_in_jupyterlab(tmp_path, r_available):
+    _require_browser()
+    from playwright.sync_api import expect, sync_playwright
+
+    shutil.rmtree(SHOTS, ignore_errors=True)
+    os.makedirs(SHOTS, exist_ok=True)
+    local_root = tmp_path / "sm-root"
+    env = {"SM_R_MAGIC_LOCAL_ROOT": str(local_root), "PYTHONPATH": REPO}
+    started = time.monotonic()
+    with jupyterlab_server(tmp_path, env=env) as lab, sync_playwright() as pw:
+        _notebook(os.path.join(lab.root, "widgets.ipynb"))
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.goto(lab.url("lab/tree/widgets.ipynb"), wait_until="domcontentloaded")
+            cells = page.locator(".jp-NotebookPanel .jp-Cell")
+            expect(cells).to_have_count(len(CELLS), timeout=45_000)
+            lab.wait_for_kernel(timeout=45)
+
+            def run(index):
+                cell = cells.nth(index)
+                cell.locator(".jp-InputArea-editor").click()
+                page.keyboard.press("Shift+Enter")
+                return cell
+
+            def finished(cell, timeout=30_000):  # the prompt shows [n]: instead of [*]:
+                expect(cell.locator(".jp-InputPrompt")).to_have_text(re.compile(r"\[\d+\]"), timeout=timeout)
+
+            finished(run(0))
+            fit = run(1)
+            badge = fit.locator('.smr-badge[data-status="Completed"]')
+            expect(badge).to_be_visible(timeout=30_000)
+            expect(fit.locator(".smr-kv")).to_contain_text("model.tar.gz")
+            expect(fit.locator(".smr-kv")).to_contain_text(str(local_root))
+            expect(fit.locator(".smr-pre")).to_contain_text("rmse:")
+            finished(fit)
+            fit.screenshot(path=os.path.join(SHOTS, "completed-light.png"))
+
+            long = run(2)
+            expect(long.locator('.smr-badge[data-status="InProgress"]')).to_be_visible(timeout=20_000)
+            expect(long.locator(".smr-pre")).to_contain_text("sleeping 60 s", timeout=20_000)
+            fail = run(3)  # runs while the async job keeps updating
+            expect(fail.locator('.smr-badge[data-status="Failed"]')).to_be_visible(timeout=30_000)
+            expect(fail.locator(".smr-pre").first).to_contain_text("boom: x must be at least 1")
+            finished(fail)
+            fail.screenshot(path=os.path.join(SHOTS, "failed-light.png"))
+            jobs = run(4)
+            expect(jobs.locator(".smr-dashboard")).to_be_visible(timeout=20_000)
+            expect(jobs.locator(".smr-dashboard")).to_contain_text("browser-long")
+            # the async widget kept ticking while the other cells ran (poller thread)
+            expect(long.locator(".smr-timeline")).to_contain_text("Training", timeout=10_000)
+            long.screenshot(path=os.path.join(SHOTS, "running-light.png"))
+
+            long.locator("button.smr-stop").click()
+            expect(long.locator("button.smr-confirm-stop")).to_be_visible(timeout=10_000)
+            long.screenshot(path=os.path.join(SHOTS, "confirm-stop-light.png"))
+            long.locator("button.smr-confirm-stop").click()
+            expect(long.locator('.smr-badge[data-status="Stopped"]')).to_be_visible(timeout=30_000)
+            long.screenshot(path=os.path.join(SHOTS, "stopped-light.png"))
+            page.wait_for_timeout(1500)  # the dashboard row turns Stopped too
+            jobs.screenshot(path=os.path.join(SHOTS, "dashboard-light.png"))
+            page.screenshot(path=os.path.join(SHOTS, "notebook-light.png"))
+
+            # the launch form: two variants, compared in its table
+            form = run(5)
+            finished(form)
+            form.locator("button.smr-launch").click()
+            expect(form.locator(".smr-table")).to_contain_text("sweep-", timeout=15_000)
+            form.locator("textarea").first.fill("alpha=4")
+            form.locator("button.smr-launch").click()
+            expect(form.locator('.smr-table .smr-badge[data-status="Completed"]')).to_have_count(2, timeout=30_000)
+            expect(form.locator(".smr-table")).to_contain_text("0.25")
+            form.screenshot(path=os.path.join(SHOTS, "form-light.png"))
+
+            endpoint = None
+            if os.path.exists(os.path.join(REPO, "sm_r_magic", "predictor.py")):
+                endpoint = run(6)
+                expect(endpoint.locator('.smr-badge[data-status="InService"]')).to_be_visible(timeout=20_000)
+                endpoint.locator("button.smr-send").click()
+                expect(endpoint.locator(".smr-pre")).to_contain_text("21.37", timeout=10_000)
+                endpoint.screenshot(path=os.path.join(SHOTS, "endpoint-light.png"))
+
+            # dark theme, switched from the menu: the same live views re-styled by JupyterLab's variables
+            page.get_by_role("menuitem", name="Settings").click()
+            page.locator(".lm-Menu-item", has_text=re.compile(r"^Theme")).first.hover()
+            page.locator(".lm-Menu-item", has_text="JupyterLab Dark").first.click()
+            expect(page.locator("body[data-jp-theme-light='false']")).to_have_count(1, timeout=30_000)
+            page.wait_for_timeout(1000)  # the theme's stylesheet applies
+            cells.nth(1).screenshot(path=os.path.join(SHOTS, "completed-dark.png"))
+            cells.nth(2).screenshot(path=os.path.join(SHOTS, "stopped-dark.png"))
+            cells.nth(3).screenshot(path=os.path.join(SHOTS, "failed-dark.png"))
+            cells.nth(4).screenshot(path=os.path.join(SHOTS, "dashboard-dark.png"))
+            cells.nth(5).screenshot(path=os.path.join(SHOTS, "form-dark.png"))
+            if endpoint is not None:
+                cells.nth(6).screenshot(path=os.path.join(SHOTS, "endpoint-dark.png"))
+            page.screenshot(path=os.path.join(SHOTS, "notebook-dark.png"))
+        except Exception:
+            try:
+                page.screenshot(path=os.path.join(SHOTS, "failure.png"))
+            except Exception:
+                pass
+            raise
+        finally:
+            browser.close()
+            _stop_leftover_jobs(local_root)
+    assert time.monotonic() - started < 120
