@@ -23,6 +23,17 @@ def _signal_name(code):
         return f"signal {-code}"
 
 
+def _last_log_line(path, limit=4096):
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(max(0, os.path.getsize(path) - limit))
+            lines = [line.strip() for line in fh.read().decode("utf-8", "replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    errors = [line for line in lines if "error" in line.lower()]  # not docker's "Run 'docker run --help'"
+    return (errors or lines or [""])[-1][:800]
+
+
 class Runner:
     def __init__(self, path):
         self.folder = jf.JobFolder(path)
@@ -44,6 +55,12 @@ class Runner:
         if stop_argv and sig == signal.SIGTERM:  # docker: `docker stop` delivers SIGTERM to the container's R
             subprocess.Popen(stop_argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             return
+        kill_argv = self.launch.get("kill_argv")
+        if kill_argv and sig == signal.SIGKILL:  # docker: killing the client would leave the container running
+            try:
+                subprocess.run(kill_argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
         try:
             os.killpg(self.child.pid, sig)
         except ProcessLookupError:
@@ -69,12 +86,19 @@ class Runner:
                 return self.folder.finish("Completed", exit_code=0)
             reason = jf.failure_message(self.folder, self.kind)
             if not reason:
-                reason = (f"R was killed by {_signal_name(rc)}" if rc < 0 else f"R exited with status {rc}")
+                reason = self._exit_reason(rc)
             return self.folder.finish("Failed", exit_code=rc, failure_reason=reason)
         except Exception as exc:  # staging or publishing failed: say so as the job's failure
             with open(self.folder.log_file, "a") as log:
                 log.write(f"[sm-r-magic] {type(exc).__name__}: {exc}\n")
             return self.folder.finish("Failed", failure_reason=f"{type(exc).__name__}: {exc}")
+
+    def _exit_reason(self, rc):
+        known = (self.launch.get("exit_reasons") or {}).get(str(rc))  # docker: statuses of `docker run` itself
+        if known:
+            last = _last_log_line(self.folder.log_file)
+            return f"{known}: {last}" if last else known
+        return f"R was killed by {_signal_name(rc)}" if rc < 0 else f"R exited with status {rc}"
 
     def _stage(self):
         self.folder.transition("Downloading", "Downloading input data")

@@ -1,7 +1,15 @@
 #!/bin/sh
 # Entrypoint of the shared R container: `train`, `process` or `serve`.
 # It execs R so that R itself receives SageMaker's SIGTERM (the seed's run.sh did not).
+#
+# As PID 1 (docker run, SageMaker) the kernel drops every signal the process has no handler for, and R
+# installs none for SIGTERM: `docker stop` / StopTrainingJob would wait the whole grace period and then
+# SIGKILL. So when this script is PID 1 it first re-execs itself under tini (in the image), which stays
+# PID 1, reaps zombies and forwards SIGTERM to R, whose default action then ends the job at once.
 set -e
+if [ "$$" = 1 ] && [ -z "${SM_R_MAGIC_NO_INIT:-}" ] && command -v tini >/dev/null 2>&1; then
+    exec tini -g -- "$0" "$@"
+fi
 here=$(dirname "$(readlink -f "$0")")
 mode=${1:-train}
 [ $# -gt 0 ] && shift

@@ -1,0 +1,228 @@
+"""The docker backend: the same request dicts as the local backend, run in the shared R image.
+
+It is the local backend (same job folders, same detached runner, same staging and publishing of inputs
+and outputs) with a different launch command: instead of this machine's Rscript, the runner starts
+
+    docker run --rm --name smr-<job> \
+        --mount <job folder>/opt/ml -> /opt/ml                 the container's SageMaker root
+        --mount <local_root>/sourcedir (same path, read-only)  so sagemaker_submit_directory resolves
+        --mount <local_root>/docker-r-library -> /usr/local/lib/R/sm-cache   per-job packages, cached
+        --mount file:// R repositories (same path, read-only)
+        [--user UID:GID]  -e KEY=VALUE (the request's Environment)  IMAGE train
+    (processing: --entrypoint <ContainerEntrypoint[0]> IMAGE <ContainerEntrypoint[1:]> <ContainerArguments>)
+
+and stops it with `docker stop -t <grace> smr-<job>`: SIGTERM reaches R (the image's entrypoint puts tini
+in front of R when it runs as PID 1, because PID 1 ignores signals it has no handler for), then SIGKILL.
+Containers are removed when they end (--rm) and when stopped. Endpoints run `docker run -d -p
+127.0.0.1:<port>:8080 IMAGE serve` (see the endpoint section below).
+"""
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+
+from .. import spec
+from ..errors import SmRMagicError
+from .local import LocalBackend
+
+IMAGE_LIBRARY = "/usr/local/lib/R/sm-cache"  # the image's R_LIBS_USER and SM_R_MAGIC_R_LIBRARY default
+CONTAINER_PREFIX = "smr-"
+LABEL = "sm-r-magic.job"
+BUILD_HINT = "build it with `make image` or `sm-r-magic image build`"
+ENGINE_HINT = "start Docker or use --backend local"
+# Exit statuses of `docker run` itself (not of R): say so instead of "R exited with status 125".
+DOCKER_EXIT_REASONS = {
+    "125": "docker run failed (the container did not start)",
+    "126": "the container's command cannot be run",
+    "127": "the container's command was not found",
+}
+
+
+def docker_cli():
+    """The docker client: $SM_R_MAGIC_DOCKER, else `docker` on PATH."""
+    name = os.environ.get("SM_R_MAGIC_DOCKER") or "docker"
+    path = shutil.which(name)
+    if not path:
+        raise SmRMagicError(f"Docker is not installed here ({name} not found): install Docker "
+                            "(Debian: apt-get install docker.io), or use --backend local")
+    return path
+
+
+def _first_line(text):
+    for line in (text or "").splitlines():
+        line = line.strip()
+        if line:
+            return line
+    return ""
+
+
+def _engine_error(stderr):
+    text = (stderr or "").strip()
+    engine_down = ("Cannot connect to the Docker daemon" in text or "Is the docker daemon running" in text
+                   or "error during connect" in text or "connection refused" in text.lower()
+                   or "no such file or directory" in text.lower() and "sock" in text)
+    if engine_down or "permission denied" in text.lower():
+        detail = _first_line(text)
+        if "permission denied" in text.lower():
+            return SmRMagicError(f"cannot talk to the Docker engine ({detail}): add yourself to the docker group, "
+                                 "or use --backend local")
+        return SmRMagicError(f"the Docker engine is not running ({detail}): {ENGINE_HINT}")
+    return None
+
+
+def check_image(image, docker=None, timeout=30):
+    """Raise a one-line SmRMagicError unless the engine answers and has `image`.
+    Returns (image id, the container-files digest label or "")."""
+    docker = docker or docker_cli()
+    fmt = '{{.Id}} {{if .Config.Labels}}{{index .Config.Labels "sm-r-magic.container-sha256"}}{{end}}'
+    try:
+        proc = subprocess.run([docker, "image", "inspect", "--format", fmt, image], capture_output=True,
+                              text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise SmRMagicError(f"the Docker engine did not answer within {timeout} s: {ENGINE_HINT}") from None
+    if proc.returncode == 0:
+        parts = proc.stdout.split()
+        return parts[0], (parts[1] if len(parts) > 1 and parts[1] != "<no value>" else "")
+    error = _engine_error(proc.stderr)
+    if error:
+        raise error
+    if "no such image" in proc.stderr.lower() or "not found" in proc.stderr.lower():
+        raise SmRMagicError(f"the image {image} is not in the local Docker engine: {BUILD_HINT} "
+                            f"(or docker pull it; RMagic.image names it)")
+    raise SmRMagicError(f"docker image inspect {image} failed: {_first_line(proc.stderr)}")
+
+
+def container_name(job_name):
+    """A valid, recognisable container name for a job or endpoint."""
+    name = re.sub(r"[^a-zA-Z0-9_.-]", "-", job_name)
+    return (CONTAINER_PREFIX + name)[:128]
+
+
+def _mount(source, target, readonly=False):
+    if "," in source or "," in target:
+        raise SmRMagicError(f"the docker backend cannot mount a path with a comma: {source}: rename the folder")
+    return ["--mount", f"type=bind,source={source},target={target}" + (",readonly" if readonly else "")]
+
+
+def _repo_mounts(environment):
+    """file:// (or plain path) R repositories named in SM_R_MAGIC_R_REPOS, mounted read-only at the same path."""
+    mounts = []
+    for repo in re.split(r"[,\s]+", environment.get("SM_R_MAGIC_R_REPOS", "") or ""):
+        path = repo[len("file://"):] if repo.startswith("file://") else repo if repo.startswith("/") else None
+        if path and os.path.isdir(path):
+            mounts += _mount(os.path.abspath(path), os.path.abspath(path), readonly=True)
+    return mounts
+
+
+class DockerBackend(LocalBackend):
+    name = "docker"
+    poll_interval = (0.1, 0.5)
+
+    # -- folders ---------------------------------------------------------------------------------------
+    @property
+    def jobs_dir(self):
+        return os.path.join(self.root, "docker-jobs")
+
+    @property
+    def library_dir(self):
+        """The per-job R package cache shared by docker jobs (the container's R, so not the local one's)."""
+        return os.path.join(self.root, "docker-r-library")
+
+    # -- before submission -------------------------------------------------------------------------------
+    _warned = set()
+
+    def check_ready(self):
+        self.docker = docker_cli()
+        image_id, digest = check_image(self.image(), self.docker)
+        if digest and image_id not in self._warned:
+            from ..image import container_digest
+
+            if digest != container_digest():
+                DockerBackend._warned.add(image_id)
+                print(f"sm-r-magic: warning: {self.image()} was built from other container files than this "
+                      "sm-r-magic's (rebuild with `sm-r-magic image build` to run the current entrypoint)",
+                      file=sys.stderr)
+
+    def extra_run_args(self):
+        """Extra `docker run` options from $SM_R_MAGIC_DOCKER_RUN_ARGS (e.g. "--network host --cpus 2")."""
+        return shlex.split(os.environ.get("SM_R_MAGIC_DOCKER_RUN_ARGS", ""))
+
+    def _user_args(self, environment):
+        """Run as the notebook user so the files R writes into the job folder stay theirs."""
+        uid, gid = os.getuid(), os.getgid()
+        if uid == 0:
+            return []
+        args = ["--user", f"{uid}:{gid}"]
+        if "HOME" not in environment:
+            args += ["-e", "HOME=/tmp"]  # that uid has no home in the image
+        return args
+
+    def _common_run_args(self, name, environment):
+        docker = getattr(self, "docker", None) or docker_cli()
+        os.makedirs(self.library_dir, exist_ok=True)
+        sourcedir_root = os.path.join(self.root, "sourcedir")
+        os.makedirs(sourcedir_root, exist_ok=True)
+        argv = [docker, "run", "--rm", "--name", container_name(name), "--label", f"{LABEL}={name}"]
+        argv += _mount(sourcedir_root, sourcedir_root, readonly=True)
+        argv += _mount(self.library_dir, IMAGE_LIBRARY)
+        argv += _repo_mounts(environment)
+        argv += self._user_args(environment)
+        return docker, argv
+
+    def launch_spec(self, kind, request, folder):
+        environment = dict(request.get("Environment", {}))
+        if kind == "training":
+            name = request["TrainingJobName"]
+            environment.setdefault("TRAINING_JOB_NAME", name)
+            image = request["AlgorithmSpecification"]["TrainingImage"]
+        else:
+            name = request["ProcessingJobName"]
+            environment.setdefault("PROCESSING_JOB_NAME", name)
+            image = request["AppSpecification"]["ImageUri"]
+        docker, argv = self._common_run_args(name, environment)
+        os.makedirs(folder.root, exist_ok=True)
+        argv += _mount(folder.root, "/opt/ml")
+        argv += self.extra_run_args()
+        for key, value in environment.items():
+            argv += ["-e", f"{key}={value}"]
+        if kind == "training":
+            argv += [image, "train"]
+        else:
+            app = request["AppSpecification"]
+            entry = list(app.get("ContainerEntrypoint") or [spec.ENTRYPOINT, "process"])
+            argv += ["--entrypoint", entry[0], image] + entry[1:] + list(app.get("ContainerArguments", []))
+        grace = int(self.config.stop_timeout)
+        cname = container_name(name)
+        return {
+            "argv": argv,
+            "env": {},
+            # `docker stop` sends SIGTERM and, after the grace period, SIGKILL itself; the runner's own
+            # SIGKILL (of the docker client, plus kill_argv) is only a backstop.
+            "stop_timeout": grace + 15,
+            "stop_argv": [docker, "stop", "-t", str(grace), cname],
+            "kill_argv": [docker, "rm", "-f", cname],
+            "exit_reasons": DOCKER_EXIT_REASONS,
+            "container": cname,
+        }
+
+    def stop_job(self, kind, name):
+        folder, state = self._state(name)
+        if state.get("status") != "InProgress":
+            return False
+        if super().stop_job(kind, name):
+            return True
+        # The runner is gone but the container may still run: stop it directly.
+        launch = state.get("launch") or {}
+        if launch.get("stop_argv"):
+            subprocess.run(launch["stop_argv"], capture_output=True, timeout=int(self.config.stop_timeout) + 30)
+            return True
+        return False
+
+    def container_exists(self, name):
+        docker = getattr(self, "docker", None) or docker_cli()
+        proc = subprocess.run([docker, "ps", "-a", "-q", "--filter", f"name=^{container_name(name)}$"],
+                              capture_output=True, text=True, timeout=30)
+        return bool(proc.stdout.strip())
