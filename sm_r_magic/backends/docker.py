@@ -147,8 +147,13 @@ class DockerBackend(LocalBackend):
                       file=sys.stderr)
 
     def extra_run_args(self):
-        """Extra `docker run` options from $SM_R_MAGIC_DOCKER_RUN_ARGS (e.g. "--network host --cpus 2")."""
-        return shlex.split(os.environ.get("SM_R_MAGIC_DOCKER_RUN_ARGS", ""))
+        """Extra `docker run` options (e.g. "--network host --cpus 2"): RMagic.docker_run_args when that
+        setting exists, else $SM_R_MAGIC_DOCKER_RUN_ARGS."""
+        text = getattr(self.config, "docker_run_args", None) or os.environ.get("SM_R_MAGIC_DOCKER_RUN_ARGS", "")
+        try:
+            return shlex.split(text)
+        except ValueError as exc:
+            raise SmRMagicError(f"docker run options {text!r} do not parse ({exc}): check the quotes") from None
 
     def _user_args(self, environment):
         """Run as the notebook user so the files R writes into the job folder stay theirs."""
