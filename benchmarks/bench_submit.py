@@ -1,0 +1,250 @@
+"""Submission latency and watching cost of the sagemaker backend, against moto on loopback.
+
+    /tmp/v0/bin/python benchmarks/bench_submit.py [--repeats 7] [--scale 60] [--minutes 10] [--jobs 20]
+
+1. Submit: wall time from the api call (what a cell runs: `sm_r_magic.train(code, channels=..., wait=False)`)
+   to the moment CreateTrainingJob returns (a botocore after-call hook), for a one-file cell with a one-file
+   channel. "first": code and data never seen (uploads happen); "repeat": the same cell and data again
+   (content-addressed dedup: HEAD requests only). Median of --repeats runs, with the breakdown and the
+   number of AWS calls. The very first call of the process (boto3 clients, STS, bucket creation) is
+   reported apart as "cold".
+2. Watching: AWS calls per job-minute while jobs run. moto's jobs are kept InProgress and their log streams
+   receive events, and the jobs are watched for --minutes simulated minutes. Time is compressed by --scale:
+   every interval of the backend (poll 5 s -> 30 s, describe reuse, log interval, stream rescan) is divided
+   by the scale, so one real second stands for `scale` seconds; calls are counted by operation with a
+   botocore event hook and reported per simulated job-minute. Two watchers:
+     - wait:   the foreground wait loop (`job.wait()`, the text progress view), one thread per job;
+     - ui:     a progress UI asking for status and logs every 0.5 s (the widget poller's worst case).
+Results go to benchmarks/results/submit.json.
+"""
+
+import argparse
+import collections
+import io
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/sm-r-magic:0.1.0"
+ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
+CODE = 'df <- read.csv(file.path(sm_channel("train"), "data.csv"))\nsaveRDS(lm(y ~ x, df), file.path(sm_model_dir(), "m.rds"))\n'
+
+
+def start_moto():
+    from tests.support.moto_server import start_server
+
+    server = start_server()
+    tmp = tempfile.mkdtemp(prefix="bench-aws-")
+    os.environ.update(AWS_ENDPOINT_URL=server.url, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+                      AWS_DEFAULT_REGION=server.region, AWS_MAX_ATTEMPTS="1",
+                      AWS_CONFIG_FILE=os.path.join(tmp, "none"), AWS_SHARED_CREDENTIALS_FILE=os.path.join(tmp, "none"),
+                      SM_R_MAGIC_METADATA_FILE=os.path.join(tmp, "none"))
+    for name in ("AWS_PROFILE", "SM_R_MAGIC_ROLE", "SM_R_MAGIC_IMAGE", "SM_R_MAGIC_BUCKET"):
+        os.environ.pop(name, None)
+    return server
+
+
+class Counter:
+    """AWS calls by operation, through botocore's before-call event on the backend's session (register it
+    before the backend creates its clients: each client copies the session's handlers when created)."""
+
+    def __init__(self, backend):
+        self.counts = collections.Counter()
+        self.lock = threading.Lock()
+        backend.session.boto.events.register("before-call", self.count)
+
+    def count(self, model, **kwargs):
+        with self.lock:
+            self.counts[model.name] += 1
+
+    def snapshot(self):
+        with self.lock:
+            return collections.Counter(self.counts)
+
+
+def bench_submit(repeats, tmp):
+    from sm_r_magic import api, config, rtools
+    from sm_r_magic.backends import get_backend
+
+    settings = config.set_current(config.RMagic(backend="sagemaker", image=IMAGE, role=ROLE, progress="none"))
+    backend = get_backend("sagemaker", settings)
+    marks = {}
+    syntax = []
+    real_check = rtools.check_syntax
+
+    def timed_check(*args, **kwargs):
+        t = time.perf_counter()
+        try:
+            return real_check(*args, **kwargs)
+        finally:
+            syntax.append(time.perf_counter() - t)
+
+    rtools.check_syntax = timed_check
+    api.rtools.check_syntax = timed_check
+    # the Create call's own round trip, and when it returned
+    backend.session  # noqa: B018  (clients are created lazily: register on the session's events)
+    backend.session.boto.events.register("before-call.sagemaker.CreateTrainingJob",
+                                         lambda **kw: marks.__setitem__("create_start", time.perf_counter()))
+    backend.session.boto.events.register("after-call.sagemaker.CreateTrainingJob",
+                                         lambda **kw: marks.__setitem__("create_end", time.perf_counter()))
+
+    def submit(tag, data_path):
+        syntax.clear()
+        calls = backend.api_calls
+        start = time.perf_counter()
+        api.train(CODE + f"# {tag}\n", name="bench", channels={"train": data_path}, wait=False)
+        return {"total_s": marks["create_end"] - start, "create_s": marks["create_end"] - marks["create_start"],
+                "syntax_check_s": sum(syntax), "api_calls": backend.api_calls - calls}
+
+    def data_file(i):
+        path = os.path.join(tmp, f"data-{i}", "data.csv")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as fh:
+            fh.write("x,y\n" + "".join(f"{j},{2 * j}\n" for j in range(1000)) + f"0,{i!r}\n")
+        return path
+
+    cold = submit("cold", data_file("cold"))
+    first, repeat = [], []
+    for i in range(repeats):
+        path = data_file(i)
+        first.append(submit(f"run-{i}", path))     # new code, new data: both uploaded
+        repeat.append(submit(f"run-{i}", path))    # the same cell and data again: nothing uploaded
+    return {"cold": cold, "first": first, "repeat": repeat, "rscript": bool(rtools.find_rscript(settings.rscript))}
+
+
+def summarize(runs):
+    keys = runs[0].keys()
+    return {k: statistics.median(r[k] for r in runs) for k in keys}
+
+
+def bench_watch(server, minutes, scale, jobs, mode):
+    """Simulated job-minutes of watching `jobs` InProgress jobs; calls per operation per job-minute."""
+    from sm_r_magic import api, config
+    from sm_r_magic.backends import get_backend
+    from sm_r_magic.backends.sagemaker import SageMakerBackend
+
+    server.reset()
+    settings = config.set_current(config.RMagic(backend="sagemaker", image=IMAGE, role=ROLE, progress="none"))
+    backend = get_backend("sagemaker", settings)
+    # compress time: every interval of the backend divided by the scale
+    backend.poll_interval = tuple(v / scale for v in SageMakerBackend.poll_interval)
+    backend.describe_ttl = SageMakerBackend.describe_ttl / scale
+    backend.log_interval = SageMakerBackend.log_interval / scale
+    backend.stream_rescan = SageMakerBackend.stream_rescan / scale
+    counter = Counter(backend)  # before any client exists: clients copy the session's event handlers
+    handles = [api.train(CODE + f"# watch {i}\n", name=f"watch-{i}", wait=False) for i in range(jobs)]
+    moto = server.sagemaker()
+    logs = server.client("logs")
+    logs.create_log_group(logGroupName="/aws/sagemaker/TrainingJobs")
+    for job in handles:
+        moto.training_jobs[job.name].training_job_status = "InProgress"
+        moto.training_jobs[job.name].secondary_status = "Training"
+        logs.create_log_stream(logGroupName="/aws/sagemaker/TrainingJobs", logStreamName=f"{job.name}/algo-1-1")
+    backend.forget()
+    real = minutes * 60.0 / scale
+    stop = threading.Event()
+
+    def writer():  # the jobs keep printing
+        i = 0
+        while not stop.wait(1.0 / scale * 10):  # every 10 simulated seconds
+            for job in handles:
+                logs.put_log_events(logGroupName="/aws/sagemaker/TrainingJobs", logStreamName=f"{job.name}/algo-1-1",
+                                    logEvents=[{"timestamp": int(time.time() * 1000), "message": f"epoch {i}"}])
+            i += 1
+
+    def wait_loop(job):
+        job.wait(progress="text", timeout=real)
+
+    def ui_loop(job):
+        deadline = time.monotonic() + real
+        while time.monotonic() < deadline:
+            job.describe(), job.poll_logs(), job.status, job.secondary_status
+            time.sleep(0.5 / scale)
+
+    sink = io.StringIO()
+    old_stdout = sys.stdout
+    sys.stdout = sink
+    writer_thread = threading.Thread(target=writer, daemon=True)
+    writer_thread.start()
+    before = counter.snapshot()
+    marks = [before]
+    threads = [threading.Thread(target=wait_loop if mode == "wait" else ui_loop, args=(job,)) for job in handles]
+    started = time.monotonic()
+    try:
+        for t in threads:
+            t.start()
+        minute = 60.0 / scale
+        for m in range(1, minutes + 1):  # a snapshot at each simulated minute
+            time.sleep(max(0.0, started + m * minute - time.monotonic()))
+            marks.append(counter.snapshot())
+        for t in threads:
+            t.join()
+    finally:
+        stop.set()
+        writer_thread.join()
+        sys.stdout = old_stdout
+    per_minute = [sum((marks[i + 1] - marks[i]).values()) / jobs for i in range(minutes)]
+    total = marks[-1] - marks[0]
+    return {
+        "mode": mode, "jobs": jobs, "simulated_minutes": minutes, "scale": scale,
+        "calls_per_job_minute_each_minute": [round(v, 2) for v in per_minute],
+        "calls_per_job_minute_overall": round(sum(total.values()) / jobs / minutes, 2),
+        "calls_per_job_minute_after_minute_5": round(statistics.mean(per_minute[5:]), 2) if minutes > 5 else None,
+        "by_operation_per_job_minute": {k: round(v / jobs / minutes, 2) for k, v in sorted(total.items())},
+        "account_calls_per_second_sim": round(sum(total.values()) / (minutes * 60.0), 3),
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--scale", type=float, default=60.0, help="simulated seconds per real second")
+    parser.add_argument("--minutes", type=int, default=10, help="simulated minutes of watching")
+    parser.add_argument("--jobs", type=int, default=20, help="jobs watched at once")
+    parser.add_argument("--out", default=os.path.join(HERE, "results", "submit.json"))
+    args = parser.parse_args(argv)
+
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = start_moto()
+    with tempfile.TemporaryDirectory(prefix="bench-submit-") as tmp:
+        submit = bench_submit(args.repeats, tmp)
+    watch = [bench_watch(server, args.minutes, args.scale, args.jobs, mode) for mode in ("wait", "ui")]
+
+    first, repeat = summarize(submit["first"]), summarize(submit["repeat"])
+    print(f"\nSubmission, one-file cell + one-file channel, moto on loopback (median of {args.repeats})")
+    print(f"{'':10}{'total ms':>10}{'R syntax ms':>13}{'Create ms':>11}{'AWS calls':>11}")
+    for label, row in (("cold", submit["cold"]), ("first", first), ("repeat", repeat)):
+        print(f"{label:10}{row['total_s'] * 1000:10.1f}{row['syntax_check_s'] * 1000:13.1f}"
+              f"{row['create_s'] * 1000:11.1f}{row['api_calls']:11.0f}")
+    print(f"\nWatching {args.jobs} InProgress jobs for {args.minutes} simulated minutes (time x{args.scale:g})")
+    print(f"{'watcher':8}{'calls/job-min':>15}{'after min 5':>13}{'account calls/s':>17}  by operation (per job-minute)")
+    for row in watch:
+        ops = ", ".join(f"{k} {v}" for k, v in row["by_operation_per_job_minute"].items())
+        print(f"{row['mode']:8}{row['calls_per_job_minute_overall']:15.2f}"
+              f"{row['calls_per_job_minute_after_minute_5'] or 0:13.2f}{row['account_calls_per_second_sim']:17.3f}  {ops}")
+        print(f"{'':8}each minute: {row['calls_per_job_minute_each_minute']}")
+
+    result = {"submit": {"cold": submit["cold"], "first_median": first, "repeat_median": repeat,
+                         "first_runs": submit["first"], "repeat_runs": submit["repeat"],
+                         "rscript_syntax_check": submit["rscript"]},
+              "watch": watch, "moto": "5.2.5 ThreadedMotoServer on 127.0.0.1", "python": sys.version.split()[0]}
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as fh:
+        json.dump(result, fh, indent=1)
+    print(f"\nwritten to {os.path.relpath(args.out)}")
+    from tests.support.moto_server import stop_server
+
+    stop_server()
+
+
+if __name__ == "__main__":
+    main()
