@@ -338,3 +338,89 @@ def test_runs_as_the_host_user_and_files_stay_theirs(docker_image, shared_tmp, m
     not_theirs = [os.path.join(d, n) for d, dirs, files in os.walk(home / "root") for n in dirs + files
                   if os.lstat(os.path.join(d, n)).st_uid != uid]
     assert not_theirs == []
+
+
+# -- serving -----------------------------------------------------------------------------------------------
+
+INFERENCE = 'model_fn <- function(model_dir) readRDS(file.path(model_dir, "model.rds"))\n'
+SERVE_TRAIN = '''
+df <- read.csv(file.path(sm_channel("train"), "mtcars.csv"))
+saveRDS(lm(mpg ~ wt + hp, data = df), file.path(sm_model_dir(), "model.rds"))
+'''
+
+
+def deploy_requests(name, model_data, image=IMAGE):
+    from sm_r_magic import spec
+
+    return {"model": spec.model_request(model_name=f"{name}-model", image=image, model_data=model_data),
+            "endpoint_config": spec.endpoint_config_request(config_name=f"{name}-config", model_name=f"{name}-model"),
+            "endpoint": spec.endpoint_request(endpoint_name=name, config_name=f"{name}-config")}
+
+
+def wait_in_service(predictor, timeout=60):
+    deadline = time.monotonic() + timeout
+    while predictor.status == "Creating":
+        assert time.monotonic() < deadline, predictor.logs()
+        time.sleep(0.05)
+    return predictor.status
+
+
+def test_serving_example_predicts_in_the_image_as_r_does(docker_settings, mtcars_csv, tmp_path):
+    from sm_r_magic.backends import get_backend
+    from sm_r_magic.backends.base import Backend
+    from sm_r_magic.backends.local import LocalBackend
+
+    (tmp_path / "inference.R").write_text(INFERENCE)
+    job = api.train(SERVE_TRAIN, backend="docker", name="served", channels={"train": str(mtcars_csv)},
+                    files=[str(tmp_path / "inference.R")], progress="none")
+    assert job.status == "Completed", job.failure_reason
+    be = get_backend("docker", docker_settings)
+    started = time.monotonic()
+    predictor = be.deploy(deploy_requests("served-ep", job.model_data))
+    try:
+        assert wait_in_service(predictor) == "InService", predictor.failure_reason
+        took = time.monotonic() - started
+        assert predictor.url.startswith("http://127.0.0.1:")
+        assert took < 30
+        predictions = predictor.predict(NEWDATA_CSV)
+        assert predictor.predict({"wt": [2.5, 3.1], "hp": [120, 200]}) == predictions[:2]
+        expected = r_lines(f'df <- read.csv("{mtcars_csv}"); m <- lm(mpg ~ wt + hp, df); '
+                           f'cat(format(predict(m, read.csv(text = "{NEWDATA_CSV}")), digits = 17), sep = "\\n")')
+        assert predictions == pytest.approx([float(x) for x in expected], rel=1e-12)
+        assert "serving inference.R on 0.0.0.0:8080" in predictor.logs()
+        assert [p.endpoint_name for p in be.list_endpoints()] == ["served-ep"]
+        if LocalBackend.deploy is not Backend.deploy:  # the local backend serves too: same answers
+            local = get_backend("local", docker_settings).deploy(deploy_requests("served-local", job.model_data))
+            try:
+                assert wait_in_service(local) == "InService", local.failure_reason
+                assert local.predict(NEWDATA_CSV) == predictions
+            finally:
+                local.delete()
+    finally:
+        predictor.delete()
+    assert containers(name=docker_backend.container_name("served-ep")) == []
+    with pytest.raises(SmRMagicError, match="no docker endpoint named served-ep"):
+        be.describe_endpoint("served-ep")
+    if LocalBackend.deploy is Backend.deploy:
+        pytest.skip("docker serving checked against R's predict(); the local backend has no endpoints yet, so the "
+                    "local-vs-docker comparison did not run")
+
+
+def test_failing_model_fn_makes_the_endpoint_failed_with_the_r_error(docker_settings, tmp_path):
+    from sm_r_magic.backends import get_backend
+
+    model = tmp_path / "model"
+    (model / "code").mkdir(parents=True)
+    (model / "code" / "inference.R").write_text('model_fn <- function(model_dir) stop("no model.rds here")\n')
+    with tarfile.open(tmp_path / "model.tar.gz", "w:gz", format=tarfile.GNU_FORMAT) as tar:
+        tar.add(model / "code", arcname="code")
+    be = get_backend("docker", docker_settings)
+    predictor = be.deploy(deploy_requests("broken-ep", str(tmp_path / "model.tar.gz")))
+    try:
+        assert wait_in_service(predictor) == "Failed"
+        assert "no model.rds here" in predictor.failure_reason
+        with pytest.raises(SmRMagicError, match="broken-ep is Failed, not InService"):
+            predictor.predict(NEWDATA_CSV)
+    finally:
+        predictor.delete()
+    assert containers(name=docker_backend.container_name("broken-ep")) == []

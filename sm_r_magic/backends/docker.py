@@ -17,15 +17,20 @@ Containers are removed when they end (--rm) and when stopped. Endpoints run `doc
 127.0.0.1:<port>:8080 IMAGE serve` (see the endpoint section below).
 """
 
+import atexit
+import datetime
 import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
+import time
 
 from .. import spec
 from ..errors import SmRMagicError
+from .base import local_path
 from .local import LocalBackend
 
 IMAGE_LIBRARY = "/usr/local/lib/R/sm-cache"  # the image's R_LIBS_USER and SM_R_MAGIC_R_LIBRARY default
@@ -231,3 +236,268 @@ class DockerBackend(LocalBackend):
         proc = subprocess.run([docker, "ps", "-a", "-q", "--filter", f"name=^{container_name(name)}$"],
                               capture_output=True, text=True, timeout=30)
         return bool(proc.stdout.strip())
+
+    # -- endpoints: `docker run -d -p 127.0.0.1:<port>:8080 IMAGE serve` ------------------------------------
+    #
+    #   <local_root>/docker-endpoints/<endpoint-name>/
+    #       requests.json   the CreateModel / CreateEndpointConfig / CreateEndpoint requests
+    #       state.json      status (Creating, InService, Failed), port, container, failure reason
+    #       opt/ml/         mounted at /opt/ml (the model is extracted into opt/ml/model by serve.R)
+    #       logs.txt        the container's output, saved when it is deleted
+    # The model.tar.gz (a local path; s3:// is downloaded first) is mounted read-only and named by
+    # SM_R_MAGIC_MODEL_DATA; the sourcedir folder and the R package cache are mounted as for jobs, so
+    # SAGEMAKER_SUBMIT_DIRECTORY paths resolve and packages installed by docker jobs load.
+
+    MODEL_MOUNT = "/opt/sm_r_magic_model/model.tar.gz"
+
+    @property
+    def endpoints_dir(self):
+        return os.path.join(self.root, "docker-endpoints")
+
+    def _endpoint_path(self, name, *parts):
+        return os.path.join(self.endpoints_dir, name, *parts)
+
+    def _endpoint_state(self, name):
+        from .jobfolder import read_json
+
+        return read_json(self._endpoint_path(name, "state.json"), {})
+
+    def _update_endpoint(self, name, **changes):
+        from .jobfolder import atomic_write_json
+
+        state = self._endpoint_state(name)
+        state.update(changes, modified=time.time())
+        atomic_write_json(self._endpoint_path(name, "state.json"), state)
+        return state
+
+    def model_data_uri(self, uri):
+        if uri.startswith("s3://"):
+            return uri
+        path = local_path(uri, "model data")
+        if os.path.isdir(path):
+            raise SmRMagicError(f"model data {uri} is a folder: give a model.tar.gz file or an s3:// URI")
+        return path
+
+    def deploy(self, requests, keep=False):
+        from ..paths import container_s3
+        from ..predictor import Predictor
+        from .jobfolder import atomic_write_json
+
+        self.check_ready()
+        model, endpoint = requests["model"], requests["endpoint"]
+        name = endpoint["EndpointName"]
+        if self._endpoint_state(name):
+            raise SmRMagicError(f"a docker endpoint named {name} already exists: delete it first or choose another "
+                                "--name")
+        folder = self._endpoint_path(name)
+        root = os.path.join(folder, "opt", "ml")
+        os.makedirs(root, exist_ok=True)
+        container = model["PrimaryContainer"]
+        environment = dict(container.get("Environment", {}))
+        data = container.get("ModelDataUrl")
+        mounts = []
+        if data:
+            if data.startswith("s3://"):
+                container_s3().fetch(data, os.path.join(folder, "model-data"), quiet=True)
+                data = os.path.join(folder, "model-data", os.path.basename(data))
+            data = data[len("file://"):] if data.startswith("file://") else data
+            mounts += _mount(os.path.abspath(data), self.MODEL_MOUNT, readonly=True)
+            environment["SM_R_MAGIC_MODEL_DATA"] = self.MODEL_MOUNT
+        workers = int(getattr(self.config, "workers", 0) or 0)
+        if workers and "SM_R_MAGIC_WORKERS" not in environment:
+            environment["SM_R_MAGIC_WORKERS"] = str(workers)
+        environment["SM_R_MAGIC_BIND_HOST"] = "0.0.0.0"  # inside the container; published on 127.0.0.1 only
+        environment.pop("SAGEMAKER_BIND_TO_PORT", None)  # the container listens on 8080, published below
+        atomic_write_json(os.path.join(folder, "requests.json"), requests)
+        cname = container_name(name)
+        docker, argv = self._common_run_args(name, environment)
+        argv = [a for a in argv if a != "--rm"]  # keep an exited container's logs until delete
+        argv[argv.index(f"{LABEL}={name}")] = f"sm-r-magic.endpoint={name}"
+        argv += mounts + _mount(root, "/opt/ml") + self.extra_run_args()
+        for key, value in environment.items():
+            argv += ["-e", f"{key}={value}"]
+        self._update_endpoint(name, status="Creating", created=time.time(), container=cname, port=None,
+                              image=container["Image"], keep=bool(keep), failure_reason=None,
+                              endpoint_config=endpoint.get("EndpointConfigName"))
+        for attempt in range(3):  # a free port can be taken between choosing and binding it
+            port = _free_port()
+            run = argv[:2] + ["-d", "-p", f"127.0.0.1:{port}:8080"] + argv[2:] + [container["Image"], "serve"]
+            proc = subprocess.run(run, capture_output=True, text=True, timeout=120)
+            if proc.returncode == 0 or "port is already allocated" not in proc.stderr or attempt == 2:
+                break
+            subprocess.run([docker, "rm", "-f", cname], capture_output=True, timeout=60)
+        if proc.returncode != 0:
+            self._update_endpoint(name, status="Failed", failure_reason="docker run failed: " + _first_line(
+                "\n".join(l for l in proc.stderr.splitlines() if "error" in l.lower()) or proc.stderr))
+        else:
+            self._update_endpoint(name, port=port)
+        if not keep and not getattr(self.config, "keep_endpoints", False):
+            atexit.register(self._delete_at_exit, name, self._endpoint_state(name).get("created"))
+        return Predictor(self, name, keep=keep)
+
+    def _delete_at_exit(self, name, created):
+        state = self._endpoint_state(name)
+        if state and state.get("created") == created:  # not a later endpoint of the same name
+            try:
+                self.delete_endpoint(name)
+            except Exception:
+                pass
+
+    def _container_state(self, cname):
+        docker = getattr(self, "docker", None) or docker_cli()
+        proc = subprocess.run([docker, "inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", cname],
+                              capture_output=True, text=True, timeout=30)
+        if proc.returncode != 0:
+            return None, None
+        status, code = proc.stdout.split()
+        return status, int(code)
+
+    def _ping(self, port):
+        import http.client
+
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        try:
+            conn.request("GET", "/ping")
+            return conn.getresponse().status == 200
+        except OSError:
+            return False
+        finally:
+            conn.close()
+
+    def _container_logs(self, name, state):
+        saved = self._endpoint_path(name, "logs.txt")
+        if os.path.exists(saved):
+            with open(saved, errors="replace") as fh:
+                return fh.read()
+        docker = getattr(self, "docker", None) or docker_cli()
+        proc = subprocess.run([docker, "logs", state.get("container") or container_name(name)],
+                              capture_output=True, text=True, timeout=60)
+        return proc.stdout + proc.stderr if proc.returncode == 0 else ""
+
+    def describe_endpoint(self, name):
+        state = self._endpoint_state(name)
+        if not state:
+            raise SmRMagicError(f"no docker endpoint named {name} under {self.endpoints_dir}")
+        status = state.get("status")
+        if status in ("Creating", "InService"):
+            running, code = self._container_state(state["container"])
+            if running != "running":
+                reason = None
+                try:
+                    with open(self._endpoint_path(name, "opt", "ml", "output", "failure"), errors="replace") as fh:
+                        reason = fh.read()[:1024].strip() or None
+                except OSError:
+                    pass
+                if not reason:
+                    tail = [l for l in self._container_logs(name, state).splitlines() if l.strip()][-3:]
+                    where = "is gone" if running is None else f"exited with status {code}"
+                    reason = f"the serving container {where}" + (": " + " / ".join(tail) if tail else "")
+                state = self._update_endpoint(name, status="Failed", failure_reason=reason)
+            elif status == "Creating" and state.get("port") and self._ping(state["port"]):
+                state = self._update_endpoint(name, status="InService", in_service=time.time())
+        desc = {
+            "EndpointName": name,
+            "EndpointArn": f"local:docker-endpoint/{name}",
+            "EndpointConfigName": state.get("endpoint_config"),
+            "EndpointStatus": state["status"],
+            "CreationTime": _utc(state.get("created")),
+            "LastModifiedTime": _utc(state.get("modified")),
+            "Image": state.get("image"),
+            "Container": state.get("container"),
+        }
+        if state.get("port"):
+            desc["LocalUrl"] = f"http://127.0.0.1:{state['port']}"
+        if state.get("failure_reason"):
+            desc["FailureReason"] = state["failure_reason"]
+        return desc
+
+    def invoke_endpoint(self, name, body, content_type, accept):
+        import http.client
+
+        from ..predictor import InvocationError
+
+        state = self._endpoint_state(name)
+        if state.get("status") != "InService":
+            status = self.describe_endpoint(name)["EndpointStatus"]
+            if status != "InService":
+                raise SmRMagicError(f"docker endpoint {name} is {status}, not InService: "
+                                    + ("wait for it (predictor.wait())" if status == "Creating" else
+                                       "see predictor.failure_reason and predictor.logs()"))
+            state = self._endpoint_state(name)
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        headers = {"Content-Type": content_type, "Accept": accept or content_type}
+        key = (name, state["port"])
+        conns = self.__dict__.setdefault("_connections", {})
+        for attempt in range(2):  # a kept-alive connection the server closed is retried once on a new one
+            conn = conns.pop(key, None) or http.client.HTTPConnection("127.0.0.1", state["port"], timeout=70)
+            try:
+                conn.request("POST", "/invocations", body=body, headers=headers)
+                response = conn.getresponse()
+                data = response.read()
+            except (http.client.HTTPException, OSError):
+                conn.close()
+                if attempt:
+                    raise
+                continue
+            conns[key] = conn
+            if response.status != 200:
+                raise InvocationError(response.status, data.decode("utf-8", errors="replace"))
+            return data, response.getheader("Content-Type")
+
+    def read_endpoint_logs(self, name, cursor=None):
+        state = self._endpoint_state(name)
+        if not state:
+            return [], cursor
+        lines = self._container_logs(name, state).splitlines()
+        start = cursor or 0
+        return lines[start:], len(lines)
+
+    def delete_endpoint(self, name):
+        state = self._endpoint_state(name)
+        if not state:
+            raise SmRMagicError(f"no docker endpoint named {name} under {self.endpoints_dir}")
+        docker = getattr(self, "docker", None) or docker_cli()
+        cname = state.get("container") or container_name(name)
+        for key in [k for k in self.__dict__.get("_connections", {}) if k[0] == name]:
+            self._connections.pop(key).close()
+        subprocess.run([docker, "stop", "-t", str(int(self.config.stop_timeout)), cname], capture_output=True,
+                       timeout=int(self.config.stop_timeout) + 60)
+        logs = self._container_logs(name, state)
+        subprocess.run([docker, "rm", "-f", cname], capture_output=True, timeout=60)
+        # Like SageMaker, a deleted endpoint is gone; its last logs stay readable until the next deploy.
+        shutil.rmtree(self._endpoint_path(name), ignore_errors=True)
+        os.makedirs(os.path.join(self.endpoints_dir, ".deleted"), exist_ok=True)
+        with open(os.path.join(self.endpoints_dir, ".deleted", f"{name}.log"), "w") as fh:
+            fh.write(logs)
+
+    def list_endpoints(self):
+        from ..predictor import Predictor
+
+        if not os.path.isdir(self.endpoints_dir):
+            return []
+        found = []
+        for name in os.listdir(self.endpoints_dir):
+            state = self._endpoint_state(name)
+            if state:
+                found.append((state.get("created") or 0, Predictor(self, name, keep=state.get("keep", False))))
+        return [p for _, p in sorted(found, key=lambda item: item[0])]
+
+    def attach(self, name):
+        """An endpoint or job by exact name, else the latest job whose name starts with `name-`."""
+        from ..predictor import Predictor
+
+        state = self._endpoint_state(name)
+        if state:
+            return Predictor(self, name, keep=True)  # attached: not deleted when this kernel exits
+        return super().attach(name)
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _utc(value):
+    return datetime.datetime.fromtimestamp(value, datetime.timezone.utc) if value else None

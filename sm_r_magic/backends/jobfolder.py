@@ -141,7 +141,7 @@ def pack_dir(src_dir, tarball):
     """model.tar.gz / output.tar.gz: the folder's contents at the archive root, as SageMaker packs them."""
     os.makedirs(os.path.dirname(tarball), exist_ok=True)
     tmp = tarball + ".partial"
-    with tarfile.open(tmp, "w:gz") as tar:
+    with tarfile.open(tmp, "w:gz", format=tarfile.GNU_FORMAT) as tar:  # pax headers make R's untar warn
         for name in sorted(os.listdir(src_dir)):
             tar.add(os.path.join(src_dir, name), arcname=name)
     os.replace(tmp, tarball)
