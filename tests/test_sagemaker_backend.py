@@ -321,6 +321,15 @@ def test_configured_bucket_must_exist(sm, moto_server, settings):
         "s3://my-team-bucket/sm-r-magic/sourcedir/")
 
 
+def test_upload_failure_is_one_line(sm, moto_server):
+    sm.check_ready()
+    sm.ensure_bucket()
+    with Stubber(sm.s3) as stub:
+        stub.add_client_error("head_object", "403", "Forbidden", http_status_code=403)
+        with pytest.raises(SmRMagicError, match="could not upload to s3://sagemaker-us-east-1-123456789012/sm-r-magic"):
+            api.train(TRAIN, wait=False)
+
+
 # -- missing settings ----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("setting, value, expected", [

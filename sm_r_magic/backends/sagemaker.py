@@ -262,9 +262,20 @@ class SageMakerBackend(Backend):
 
     def upload(self, sourcedir, data_uris=()):
         """sourcedir.tar.gz and any local data the request names, each only if not already in S3."""
-        import io
+        from boto3.exceptions import S3UploadFailedError
+        from botocore.exceptions import ClientError
 
         self.ensure_bucket()
+        try:
+            return self._upload(sourcedir, data_uris)
+        except (ClientError, S3UploadFailedError) as exc:
+            detail = f"{aws.error_code(exc)}: {aws.error_message(exc)}" if isinstance(exc, ClientError) else str(exc)
+            raise SmRMagicError(f"could not upload to s3://{self.bucket()}/{self.prefix} ({detail}): check the "
+                                "bucket (RMagic.bucket) and your S3 permissions") from None
+
+    def _upload(self, sourcedir, data_uris):
+        import io
+
         uploaded = []
         bucket, key = aws.split_s3(self.code_uri(sourcedir))
         if not self._exists(bucket, key):
