@@ -140,6 +140,15 @@ def build_image(tag=DEFAULT_TAG, *, base_image=None, build_args=None, no_cache=F
     context = context or CONTAINER_DIR
     if not os.path.isfile(os.path.join(context, "Dockerfile")):
         raise SmRMagicError(f"no Dockerfile in {context}: reinstall sm-r-magic")
+    if not os.path.exists(os.path.join(context, ".dockerignore")):
+        # An installed package may lack the dotfile (package data globs skip it): build from a clean copy.
+        with tempfile.TemporaryDirectory(prefix="sm-r-magic-context-") as clean:
+            shutil.copytree(context, clean, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "tests", "__init__.py"))
+            with open(os.path.join(clean, ".dockerignore"), "w") as fh:
+                fh.write("Dockerfile\n.dockerignore\n")
+            return build_image(tag, base_image=base_image, build_args=build_args, no_cache=no_cache,
+                               context=clean, verbose=verbose, out=out, log_path=log_path)
     base = choose_base_image(docker, base_image)
     argv = [docker, "build", "--force-rm", "-t", tag, "--build-arg", f"BASE_IMAGE={base}"]
     argv += build_args_list(build_args)
