@@ -22,10 +22,13 @@ def _check_code(code, cfg, backend):
         rtools.check_syntax(code, cfg.rscript)
 
 
-def _extra_environment(env, packages):
+def _extra_environment(env, packages, cfg=None, source_dir=None):
     env = dict(env or {})
     if packages:
         env["SM_R_MAGIC_PACKAGES"] = ",".join(packages)
+    # Where missing packages come from (--packages, or renv.lock/DESCRIPTION in --source-dir); --env wins.
+    if cfg is not None and (packages or source_dir) and "SM_R_MAGIC_R_REPOS" not in env:
+        env["SM_R_MAGIC_R_REPOS"] = cfg.r_repos
     return env
 
 
@@ -45,6 +48,10 @@ def _finish(job, *, wait, progress, raise_on_failure):
         job.wait(progress=progress)
         if raise_on_failure and job.done and job.status == "Failed":
             raise JobFailed(job)
+    else:
+        from .progress import show_async
+
+        show_async(job, progress=progress)
     return job
 
 
@@ -64,7 +71,7 @@ def processing(code, *, name=None, backend=None, inputs=None, outputs=None, inst
         job_name=job_name, image=be.image(), role=be.role(), code_uri=be.code_uri(src), inputs=inputs,
         outputs=outputs, instance_type=instance_type or cfg.instance_type,
         instance_count=instance_count or cfg.instance_count, volume_size=volume_size or cfg.volume_size,
-        max_runtime=max_runtime or cfg.max_runtime, environment=_extra_environment(env, packages),
+        max_runtime=max_runtime or cfg.max_runtime, environment=_extra_environment(env, packages, cfg, source_dir),
         sourcedir_sha256=src.sha256)
     if dry_run:
         return request
@@ -87,7 +94,7 @@ def train(code, *, name=None, backend=None, channels=None, hyperparameters=None,
         channels=channels, hyperparameters=dict(hyperparameters or {}), output_path=be.training_output_path(),
         instance_type=instance_type or cfg.instance_type, instance_count=instance_count or cfg.instance_count,
         volume_size=volume_size or cfg.volume_size, max_runtime=max_runtime or cfg.max_runtime,
-        environment=_extra_environment(env, packages), sourcedir_sha256=src.sha256, spot=spot,
+        environment=_extra_environment(env, packages, cfg, source_dir), sourcedir_sha256=src.sha256, spot=spot,
         checkpoint_uri=checkpoint_uri, metric_definitions=metrics)
     if dry_run:
         return request

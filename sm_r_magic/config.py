@@ -36,6 +36,8 @@ class RMagic(Configurable):
     stop_timeout = Int(10, help="Seconds a stopped local job gets between SIGTERM and SIGKILL.").tag(config=True)
     workers = Int(0, help="R worker processes per endpoint (0: one per CPU).").tag(config=True)
     keep_endpoints = Bool(False, help="Keep local endpoints running after the kernel shuts down.").tag(config=True)
+    docker_run_args = Unicode("", help="Extra `docker run` options for docker-backend jobs and endpoints, e.g. "
+                                       "'--network host --cpus 2'.").tag(config=True)
     r_repos = Unicode("https://cloud.r-project.org",
                       help="R package repository for per-job packages (--packages).").tag(config=True)
 

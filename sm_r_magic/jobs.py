@@ -28,6 +28,10 @@ class Session:
             self.endpoints = [e for e in self.endpoints if e.endpoint_name != endpoint.endpoint_name] + [endpoint]
         return endpoint
 
+    def remove_endpoint(self, endpoint):
+        with self._lock:
+            self.endpoints = [e for e in self.endpoints if e.endpoint_name != endpoint.endpoint_name]
+
     def last_training_job(self):
         with self._lock:
             jobs = [j for j in self.jobs if j.kind == "training"]

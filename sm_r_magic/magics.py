@@ -172,6 +172,27 @@ class RMagics(Magics):
             self.shell.user_ns[args.as_var] = handle
         return handle
 
+    @line_magic
+    def r_image(self, line):
+        """Build (and push) the shared R image, like `sm-r-magic image build`:
+
+            %r_image build [--tag sm-r-magic:latest] [--base-image IMAGE] [--build-arg KEY=VALUE]
+                           [--no-cache] [--verbose] [--push --repository NAME [--remote-tag T] [--region R]]
+                           [--codebuild --repository NAME [--role R] [--bucket B]]
+
+        With --push or --codebuild, RMagic.image is set to the pushed ECR URI for this session.
+        """
+        from . import image
+
+        try:
+            uri = image.run_line(line)
+        except SmRMagicError as exc:
+            raise UsageError(str(exc)) from None
+        if uri and "/" in uri and ".dkr.ecr." in uri:
+            self.settings.image = uri
+            print(f"RMagic.image = {uri!r} for this session")
+        return uri
+
     @magic_arguments()
     @argument("--backend", choices=BACKENDS, type=str.lower, help="List this backend's jobs.")
     @line_magic

@@ -30,7 +30,8 @@ class TextProgress:
         self.out.flush()
 
     def start(self):
-        self.write(f"[sm-r-magic] {self.job.kind} job {self.job.name} on {self.job.backend_name}")
+        what = self.job.kind if self.job.kind == "endpoint" else f"{self.job.kind} job"
+        self.write(f"[sm-r-magic] {what} {self.job.name} on {self.job.backend_name}")
 
     def update(self):
         for line in self.job.poll_logs():
@@ -43,7 +44,7 @@ class TextProgress:
     def finish(self):
         self.update()
         self.write(f"[sm-r-magic] {self.job.summary()}")
-        if self.job.status == "Failed" and self.job.failure_reason:
+        if self.job.status not in ("Completed", "InService") and self.job.failure_reason:
             self.write(self.job.failure_reason)
 
     def detached(self):
@@ -91,6 +92,25 @@ def watch(job, progress="auto", timeout=None):
         else:
             sys.stdout.write(f"detached from {job.name}; it keeps running\n")
     return job
+
+
+def display_endpoint(predictor):
+    view = None
+    if _widgets_wanted("auto"):
+        try:
+            from .widgets import endpoint_widget
+
+            view = endpoint_widget(predictor)
+        except ImportError:
+            view = None
+    if view is None:
+        print(predictor.summary())
+        return
+    view.start()
+    if predictor.done:
+        view.finish()
+    else:
+        view.follow()  # the kernel's poller thread shows Creating -> InService
 
 
 def display_job(job):

@@ -93,6 +93,8 @@ class LocalBackend(Backend):
             "SM_R_MAGIC_ROOT": folder.root,
             "SM_R_MAGIC_PYTHON": sys.executable,
             "SM_R_MAGIC_RSCRIPT": rtools.find_rscript(self.config.rscript) or self.config.rscript,
+            # per-job R packages (container/packages.R): this machine's cached library, reused by later jobs
+            "SM_R_MAGIC_R_LIBRARY": os.path.join(self.root, "r-library"),
         }
         env.update(request.get("Environment", {}))
         if kind == "training":

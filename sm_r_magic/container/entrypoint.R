@@ -23,8 +23,11 @@ sm_fetch <- function(uri, dest) {
   dir.create(dest, recursive = TRUE, showWarnings = FALSE)
   if (startsWith(uri, "s3://")) {
     python <- Sys.getenv("SM_R_MAGIC_PYTHON", "python3")
-    out <- suppressWarnings(system2(python, c(shQuote(file.path(.sm_container_dir, "fetch.py")), shQuote(uri),
-                                              shQuote(dest)), stdout = TRUE, stderr = TRUE))
+    # R puts its own library folders on LD_LIBRARY_PATH; a Python with a shared libpython elsewhere
+    # (pyenv, conda) would then load the wrong libpython, so Python runs without it.
+    out <- suppressWarnings(system2("env", c("-u", "LD_LIBRARY_PATH", python,
+                                             shQuote(file.path(.sm_container_dir, "fetch.py")), shQuote(uri),
+                                             shQuote(dest)), stdout = TRUE, stderr = TRUE))
     status <- attr(out, "status")
     if (!is.null(status) && status != 0) stop(sprintf("could not download %s: %s", uri, paste(out, collapse = "\n")))
     return(if (length(out) == 1L) out else dest)

@@ -1,0 +1,202 @@
+"""Endpoint handles: predict() with pandas/dict/str payloads, status, logs, delete. One class for every
+backend; the backend does create/describe/invoke/delete (local: an R process on 127.0.0.1)."""
+
+import csv
+import io
+import json
+import threading
+import time
+
+ENDPOINT_TERMINAL = ("InService", "Failed", "Deleted", "OutOfService")
+
+
+class InvocationError(Exception):
+    """The endpoint answered with an error status; `body` holds its message (the R error)."""
+
+    def __init__(self, status, body):
+        self.status = status
+        self.body = body
+        super().__init__(f"HTTP {status}: {body.strip()[:2000]}")
+
+
+def serialize(data, content_type):
+    """Python data -> request body for text/csv or application/json."""
+    if isinstance(data, bytes):
+        return data
+    if isinstance(data, str):
+        return data.encode("utf-8")
+    is_frame = type(data).__name__ == "DataFrame" and hasattr(data, "to_csv")
+    if content_type == "application/json":
+        if is_frame:
+            data = data.to_dict(orient="list")
+        return json.dumps(data, default=_json_default).encode("utf-8")
+    if content_type == "text/csv":
+        if is_frame:
+            return data.to_csv(index=False).encode("utf-8")
+        if isinstance(data, dict):  # columns -> a CSV with a header, as the default input_fn reads it
+            names = list(data)
+            columns = [v if isinstance(v, (list, tuple)) else [v] for v in data.values()]
+            out = io.StringIO()
+            writer = csv.writer(out, lineterminator="\n")
+            writer.writerow(names)
+            writer.writerows(zip(*columns))
+            return out.getvalue().encode("utf-8")
+        raise TypeError("text/csv needs a pandas DataFrame, a dict of columns, str or bytes")
+    raise TypeError(f"cannot serialize {type(data).__name__} as {content_type}: pass str or bytes")
+
+
+def _json_default(value):
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _number(text):
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def deserialize(body, content_type):
+    """Response body -> Python: JSON parsed; CSV as a list of numbers (one column) or of rows."""
+    content_type = (content_type or "").split(";")[0].strip()
+    text = body.decode("utf-8", errors="replace")
+    if content_type == "application/json":
+        return json.loads(text)
+    if content_type == "text/csv":
+        rows = [row for row in csv.reader(io.StringIO(text)) if row]
+        if rows and all(len(row) == 1 for row in rows):
+            return [_number(row[0]) for row in rows]
+        return [[_number(v) for v in row] for row in rows]
+    return body
+
+
+def default_content_type(data):
+    if isinstance(data, (dict, list)):
+        return "application/json"
+    return "text/csv"
+
+
+class Predictor:
+    """A deployed endpoint."""
+
+    kind = "endpoint"
+
+    def __init__(self, backend, endpoint_name, keep=False):
+        self.backend = backend
+        self.endpoint_name = endpoint_name
+        self.keep = keep
+        self._description = None
+        self._described_at = 0.0
+        self._log_cursor = None
+        self._log_lines = []
+        self._lock = threading.Lock()
+
+    @property
+    def name(self):
+        return self.endpoint_name
+
+    @property
+    def backend_name(self):
+        return self.backend.name
+
+    def describe(self, refresh=True):
+        if refresh or self._description is None:
+            self._description = self.backend.describe_endpoint(self.endpoint_name)
+            self._described_at = time.monotonic()
+        return self._description
+
+    def _cached(self):
+        return self.describe(refresh=self._description is None or time.monotonic() - self._described_at > 0.2)
+
+    @property
+    def status(self):
+        return self._cached()["EndpointStatus"]
+
+    @property
+    def secondary_status(self):
+        return self.status
+
+    @property
+    def done(self):
+        """Creation has ended (InService or Failed)."""
+        return self.status in ENDPOINT_TERMINAL
+
+    @property
+    def failure_reason(self):
+        return self._cached().get("FailureReason")
+
+    @property
+    def url(self):
+        desc = self._cached()
+        return desc.get("LocalUrl") or desc.get("EndpointArn")
+
+    @property
+    def elapsed(self):
+        created = self._cached().get("CreationTime")
+        if not created:
+            return 0.0
+        import datetime
+
+        return (datetime.datetime.now(datetime.timezone.utc) - created).total_seconds()
+
+    @property
+    def transitions(self):
+        return []
+
+    def refresh_interval(self, waited):
+        low, high = getattr(self.backend, "poll_interval", (0.5, 5.0))
+        return min(high, low * (1.5 ** max(0, waited)))
+
+    def wait(self, progress="auto", timeout=None):
+        """Wait until the endpoint is InService (or Failed)."""
+        from .progress import watch
+
+        return watch(self, progress=progress, timeout=timeout)
+
+    def invoke(self, body, content_type="text/csv", accept=None):
+        """Send raw bytes to /invocations; returns (bytes, content type)."""
+        return self.backend.invoke_endpoint(self.endpoint_name, body, content_type, accept or content_type)
+
+    def predict(self, data, content_type=None, accept=None):
+        """Serialize `data` (DataFrame -> CSV by default, dict/list -> JSON), invoke, parse the answer."""
+        content_type = content_type or default_content_type(data)
+        body, response_type = self.invoke(serialize(data, content_type), content_type, accept)
+        return deserialize(body, response_type or accept or content_type)
+
+    def poll_logs(self):
+        with self._lock:
+            lines, self._log_cursor = self.backend.read_endpoint_logs(self.endpoint_name, self._log_cursor)
+            self._log_lines.extend(lines)
+            return lines
+
+    def logs(self):
+        self.poll_logs()
+        return "\n".join(self._log_lines) + ("\n" if self._log_lines else "")
+
+    def delete(self):
+        """Delete the endpoint (and its endpoint config and model): the process/instances stop."""
+        self.backend.delete_endpoint(self.endpoint_name)
+        self._description = None
+        from .jobs import SESSION
+
+        SESSION.remove_endpoint(self)
+
+    def summary(self):
+        status = self.status
+        text = f"endpoint {self.endpoint_name} ({self.backend_name}): {status}"
+        if status == "InService" and self.url:
+            text += f" · {self.url}"
+        return text
+
+    def __repr__(self):
+        return f"<Predictor {self.summary()}>"
+
+    def _repr_pretty_(self, printer, cycle):
+        printer.text(self.summary())
+
+    def _ipython_display_(self):
+        from .progress import display_endpoint
+
+        display_endpoint(self)
