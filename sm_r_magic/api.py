@@ -104,6 +104,116 @@ def train(code, *, name=None, backend=None, channels=None, hyperparameters=None,
                    raise_on_failure=raise_on_failure)
 
 
+def _resolve_model(model, be):
+    """--model: a training handle, a training job name, or a model.tar.gz location; default: the session's
+    latest training job."""
+    from .jobs import Job
+
+    if model is None:
+        model = SESSION.last_training_job()
+        if model is None:
+            raise SmRMagicError("no training job in this session: pass --model JOB (a handle, a training job "
+                                "name or a model.tar.gz path/URI)")
+    if isinstance(model, str) and not (model.endswith(".tar.gz") or model.startswith(("s3://", "file://"))):
+        known = [job for job in SESSION.jobs if job.name == model]
+        if known:
+            model = known[-1]
+    if isinstance(model, str) and not (model.endswith(".tar.gz") or model.startswith(("s3://", "file://"))):
+        try:
+            model = attach(model, backend=getattr(model, "backend_name", None))
+        except SmRMagicError:
+            model = _attach_anywhere(model)
+    if isinstance(model, Job):
+        if model.kind != "training":
+            raise SmRMagicError(f"--model {model.name} is a {model.kind} job: give a training job")
+        status = model.status
+        if status != "Completed":
+            raise SmRMagicError(f"--model {model.name} is {status}: deploy a Completed training job"
+                                + (" (wait for it with .wait())" if status == "InProgress" else ""))
+        return be.model_data_uri(model.model_data)
+    if isinstance(model, str):
+        return be.model_data_uri(model)
+    raise SmRMagicError(f"--model {model!r}: give a training job handle, a training job name or a model.tar.gz")
+
+
+def _attach_anywhere(name):
+    for backend_name in ("local", "docker", "sagemaker"):
+        try:
+            return get_backend(backend_name, config()).attach(name)
+        except Exception:
+            continue
+    raise SmRMagicError(f"--model {name}: no training job of that name: give a handle, a job name or a "
+                        "model.tar.gz path")
+
+
+def parse_serverless(text):
+    """'2048' or '2048,10' -> (memory MB, max concurrency), as SageMaker accepts them."""
+    if text is None or text == "":
+        return None
+    memory, _, concurrency = str(text).partition(",")
+    try:
+        memory, concurrency = int(memory), int(concurrency or 5)
+    except ValueError:
+        raise SmRMagicError(f"--serverless {text!r}: expected MEMORY_MB[,MAX_CONCURRENCY], e.g. 2048,5") from None
+    if memory not in range(1024, 6145, 1024):
+        raise SmRMagicError(f"--serverless memory {memory} MB: use 1024, 2048, 3072, 4096, 5120 or 6144")
+    if not 1 <= concurrency <= 200:
+        raise SmRMagicError(f"--serverless max concurrency {concurrency}: use 1 to 200")
+    return memory, concurrency
+
+
+def deploy(code=None, *, model=None, name=None, backend=None, instance_type=None, instance_count=None, env=None,
+           files=(), source_dir=None, packages=(), serverless=None, workers=None, keep=False, wait=None,
+           dry_run=False, progress=None, raise_on_failure=True):
+    """Deploy a trained model as an endpoint; `code` defines model_fn (and optional input_fn, predict_fn,
+    output_fn). Without code, the endpoint serves the code saved with the model (code/deploy.R)."""
+    cfg = config()
+    be = get_backend(backend, cfg)
+    base = parsing.validate_base_name(name or "r-endpoint")
+    serverless = parse_serverless(serverless) if not isinstance(serverless, tuple) else serverless
+    if workers is not None and workers < 0:
+        raise SmRMagicError("--workers must be 0 (one per CPU) or more")
+    has_code = bool(code and code.strip())
+    if has_code and (be.name == "local" or rtools.find_rscript(cfg.rscript)):
+        rtools.check_syntax(code, cfg.rscript)
+    be.check_ready()
+    model_data = _resolve_model(model, be)
+    src = sourcedir.build(spec.INFERENCE_PROGRAM, code, files, source_dir) if has_code else None
+    if not has_code and (files or source_dir):
+        src = sourcedir.build(spec.INFERENCE_PROGRAM, None, files, source_dir)
+    environment = _extra_environment(env, packages, cfg, source_dir)
+    if workers:
+        environment["SM_R_MAGIC_WORKERS"] = str(workers)
+    sha = src.sha256 if src else ""
+    endpoint_name = spec.unique_name(base, sha or model_data)
+    requests = {
+        "model": spec.model_request(model_name=endpoint_name, image=be.image(), model_data=model_data, role=be.role(),
+                                    code_uri=be.code_uri(src) if src else None, environment=environment,
+                                    sourcedir_sha256=sha),
+        "endpoint_config": spec.endpoint_config_request(
+            config_name=endpoint_name, model_name=endpoint_name,
+            instance_type=instance_type or cfg.endpoint_instance_type, instance_count=instance_count or 1,
+            serverless=serverless, sourcedir_sha256=sha),
+        "endpoint": spec.endpoint_request(endpoint_name=endpoint_name, config_name=endpoint_name, sourcedir_sha256=sha),
+    }
+    if dry_run:
+        return {"CreateModel": requests["model"], "CreateEndpointConfig": requests["endpoint_config"],
+                "CreateEndpoint": requests["endpoint"]}
+    if src:
+        be.upload(src, {})
+    predictor = SESSION.add_endpoint(be.deploy(requests, keep=keep))
+    wait = cfg.wait if wait is None else wait
+    if wait:
+        predictor.wait(progress=progress or cfg.progress)
+        if raise_on_failure and predictor.status == "Failed":
+            raise JobFailed(predictor)
+    else:
+        from .progress import show_async
+
+        show_async(predictor, progress=progress or cfg.progress)
+    return predictor
+
+
 def attach(name, backend=None):
     """Re-open a job started earlier (this kernel, another one, or before a restart) by its name."""
     be = get_backend(backend, config())
@@ -122,5 +232,10 @@ def jobs(backend=None):
     return list(known.values())
 
 
-def endpoints():
-    return list(SESSION.endpoints)
+def endpoints(backend=None):
+    """Live endpoints: this session's, plus the backend's (local: also those other kernels started)."""
+    be = get_backend(backend, config())
+    known = {p.endpoint_name: p for p in SESSION.endpoints if p.backend_name == be.name}
+    for predictor in be.list_endpoints():
+        known.setdefault(predictor.endpoint_name, predictor)
+    return [p for p in known.values() if p.status not in ("Deleted",)]

@@ -10,13 +10,15 @@ class JobFailed(Exception):
 
     def __init__(self, job):
         self.job = job
-        super().__init__(f"{job.kind} job {job.name} failed: {job.failure_reason}")
+        what = "endpoint" if job.kind == "endpoint" else f"{job.kind} job"
+        super().__init__(f"{what} {job.name} failed: {job.failure_reason}")
 
 
 def _render_job_failed(self):
     """IPython shows this instead of a Python traceback: the R error is what the user needs."""
     job = self.job
-    lines = [f"JobFailed: {job.kind} job {job.name} ({job.backend_name}) failed"]
+    what = "endpoint" if job.kind == "endpoint" else f"{job.kind} job"
+    lines = [f"JobFailed: {what} {job.name} ({job.backend_name}) failed"]
     if job.failure_reason:
         lines += ["", job.failure_reason]
     where = job.local_folder

@@ -227,6 +227,9 @@ class Job:
             parts.append(f"billable {self.billable_seconds}s")
         return " · ".join(parts)
 
+    def __str__(self):
+        return self.name  # so that {job} in a magic line expands to the job's name
+
     def __repr__(self):
         return f"<{type(self).__name__} {self.summary()}>"
 

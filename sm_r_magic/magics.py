@@ -159,6 +159,70 @@ class RMagics(Magics):
         return self._run(args, lambda **over: api.train(cell, **{**kwargs, **over}), "training", kwargs)
 
     @magic_arguments()
+    @argument("--backend", choices=BACKENDS, type=str.lower,
+              help="Where to serve: local (default; an R process on 127.0.0.1), docker or sagemaker.")
+    @argument("--model", metavar="JOB|NAME|MODEL_TAR_GZ",
+              help="A training job handle ({job}), a training job name, or a model.tar.gz path/URI "
+                   "(default: this session's latest training job).")
+    @argument("--name", help="Base name of the endpoint (a timestamp suffix makes it unique); also the default "
+                             "variable the predictor is stored in.")
+    @argument("--instance-type", help="Instance type (default RMagic.endpoint_instance_type).")
+    @argument("--instance-count", type=int, help="Number of instances (default 1).")
+    @argument("--serverless", metavar="MEMORY_MB[,MAX_CONCURRENCY]",
+              help="A serverless endpoint (sagemaker), e.g. 2048,5.")
+    @argument("--workers", type=int, help="R worker processes serving requests (default: one per CPU).")
+    @argument("--env", action="append", metavar="KEY=VALUE", help="Environment variable for the server (repeatable).")
+    @argument("--file", action="append", metavar="PATH", help="Extra file put beside the code (repeatable).")
+    @argument("--source-dir", metavar="DIR", help="Folder whose files are packaged with the cell's code.")
+    @argument("--packages", metavar="PKG1,PKG2", help="R packages installed at server start when missing.")
+    @argument("--keep", action="store_true", help="Keep a local endpoint running after this kernel shuts down.")
+    @argument("--as", dest="as_var", metavar="VAR", help="Store the predictor in this variable.")
+    @argument("--async", dest="async_", action="store_true", help="Return at once; the endpoint keeps starting.")
+    @argument("--dry-run", action="store_true", help="Print the three SageMaker API requests as JSON; create nothing.")
+    @cell_magic
+    def r_deploy(self, line, cell):
+        """Deploy a trained R model as an endpoint; the cell holds the inference code.
+
+        model_fn(model_dir) is required; input_fn(body, content_type), predict_fn(data, model) and
+        output_fn(prediction, accept) are optional (defaults handle text/csv and application/json).
+        An empty cell serves the code saved with the model (code/deploy.R, plumber files included).
+        The predictor has .predict(df), .status, .logs(), .delete().
+        """
+        args = parse_argstring(self.r_deploy, line)
+        model = args.model
+        if model and model.isidentifier() and getattr(self.shell.user_ns.get(model), "kind", None) == "training":
+            model = self.shell.user_ns[model]  # --model job (a variable) as well as --model {job} (its name)
+        with usage_errors():
+            kwargs = dict(model=model, name=args.name, backend=args.backend, instance_type=args.instance_type,
+                          instance_count=args.instance_count, serverless=args.serverless, workers=args.workers,
+                          env=parsing.parse_env(args.env), files=args.file or (), source_dir=args.source_dir,
+                          packages=parsing.parse_packages(args.packages), keep=args.keep,
+                          wait=False if args.async_ else None, dry_run=args.dry_run)
+        args.form = False
+        return self._run(args, lambda **over: api.deploy(cell, **{**kwargs, **over}), "endpoint", kwargs)
+
+    @magic_arguments()
+    @argument("--backend", choices=BACKENDS, type=str.lower, help="List this backend's endpoints.")
+    @argument("--delete-all", action="store_true", help="Delete every listed endpoint.")
+    @line_magic
+    def r_endpoints(self, line):
+        """List live endpoints (this session's and those other kernels left running) with their status."""
+        args = parse_argstring(self.r_endpoints, line)
+        with usage_errors():
+            found = api.endpoints(backend=args.backend)
+        if args.delete_all:
+            for predictor in found:
+                predictor.delete()
+                print(f"deleted {predictor.endpoint_name}")
+            return None
+        if not found:
+            print("no live endpoints")
+            return None
+        for predictor in found:
+            print(predictor.summary())
+        return None
+
+    @magic_arguments()
     @argument("name", help="Job name (or base name: the latest job whose name starts with it).")
     @argument("--backend", choices=BACKENDS, type=str.lower, help="Backend the job ran on.")
     @argument("--as", dest="as_var", metavar="VAR", help="Store the handle in this variable.")

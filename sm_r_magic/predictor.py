@@ -133,6 +133,10 @@ class Predictor:
         return desc.get("LocalUrl") or desc.get("EndpointArn")
 
     @property
+    def local_folder(self):
+        return self._cached().get("LocalEndpointFolder")
+
+    @property
     def elapsed(self):
         created = self._cached().get("CreationTime")
         if not created:
@@ -189,6 +193,9 @@ class Predictor:
         if status == "InService" and self.url:
             text += f" · {self.url}"
         return text
+
+    def __str__(self):
+        return self.endpoint_name
 
     def __repr__(self):
         return f"<Predictor {self.summary()}>"

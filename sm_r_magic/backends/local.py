@@ -1,17 +1,21 @@
 """The embedded default backend: the container's own entrypoint run with this machine's Rscript, in a job
 folder laid out like /opt/ml (see jobfolder.py). No Docker, no AWS."""
 
+import atexit
 import datetime
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 from .. import rtools, spec
 from ..errors import SmRMagicError
 from ..paths import CONTAINER_DIR, ENTRYPOINT
 from . import jobfolder as jf
 from .base import Backend, local_path
+from .endpoint_http import Connections, free_port, ping
 
 STATUS_KEY = {"training": "TrainingJobStatus", "processing": "ProcessingJobStatus"}
 
@@ -34,6 +38,31 @@ def pid_alive(pid):
             return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return True
+
+
+def _read_lines(path, cursor=None):
+    """Whole new lines of a growing log file since byte offset `cursor` -> (lines, new cursor)."""
+    offset = cursor or 0
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            data = fh.read()
+    except OSError:
+        return [], offset
+    end = data.rfind(b"\n") + 1  # whole lines only; the rest comes next time
+    if not end:
+        return [], offset
+    return data[:end].decode("utf-8", errors="replace").splitlines(), offset + end
+
+
+def _die_with_parent():
+    """In the server process: SIGTERM when the kernel dies, even by SIGKILL (Linux prctl PR_SET_PDEATHSIG)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+    except Exception:
+        pass
 
 
 class LocalBackend(Backend):
@@ -182,18 +211,7 @@ class LocalBackend(Backend):
         return desc
 
     def read_logs(self, kind, name, cursor=None):
-        offset = cursor or 0
-        try:
-            with open(self.folder(name).log_file, "rb") as fh:
-                fh.seek(offset)
-                data = fh.read()
-        except OSError:
-            return [], offset
-        end = data.rfind(b"\n") + 1  # whole lines only; the rest comes next time
-        if not end:
-            return [], offset
-        text = data[:end].decode("utf-8", errors="replace")
-        return text.splitlines(), offset + end
+        return _read_lines(self.folder(name).log_file, cursor)
 
     def stop_job(self, kind, name):
         folder, state = self._state(name)
@@ -218,9 +236,12 @@ class LocalBackend(Backend):
         return [job for _, job in sorted(found, key=lambda item: item[0])]
 
     def attach(self, name):
-        """A job by its exact name, or the latest whose name starts with `name-`."""
+        """A job or endpoint by its exact name, or the latest job whose name starts with `name-`."""
         from ..jobs import Job
+        from ..predictor import Predictor
 
+        if self.endpoint_folder(name).exists():
+            return Predictor(self, name, keep=True)  # attached: not deleted when this kernel exits
         state = self.folder(name).state()
         if state:
             return Job(self, state.get("kind", "training"), name)
@@ -232,3 +253,188 @@ class LocalBackend(Backend):
 
     def delete_job_folder(self, name):
         shutil.rmtree(self.folder(name).path, ignore_errors=True)
+
+    # -- endpoints: the container's serve mode as a process on 127.0.0.1 ---------------------------------
+    #
+    #   <local_root>/endpoints/<endpoint-name>/
+    #       requests.json   the CreateModel / CreateEndpointConfig / CreateEndpoint requests
+    #       state.json      status (Creating, InService, Failed, Deleted), port, pid, owner, keep
+    #       logs.txt        what the R server printed
+    #       opt/ml/         the server's root: serve.R extracts model.tar.gz into opt/ml/model
+
+    @property
+    def endpoints_dir(self):
+        return os.path.join(self.root, "endpoints")
+
+    def endpoint_folder(self, name):
+        return jf.JobFolder(os.path.join(self.endpoints_dir, name))
+
+    def model_data_uri(self, uri):
+        if uri.startswith("s3://"):
+            return uri
+        path = local_path(uri, "--model")
+        if os.path.isdir(path) or not path.endswith(".tar.gz"):
+            raise SmRMagicError(f"--model {uri} is not a model.tar.gz: give a training job, its name, "
+                                "or a model.tar.gz path")
+        return path
+
+    def _serve_env(self, folder, model, port, workers):
+        container = model["PrimaryContainer"]
+        env = {
+            "SM_R_MAGIC_ROOT": folder.root,
+            "SM_R_MAGIC_PYTHON": sys.executable,
+            "SM_R_MAGIC_RSCRIPT": rtools.find_rscript(self.config.rscript) or self.config.rscript,
+            "SM_R_MAGIC_R_LIBRARY": os.path.join(self.root, "r-library"),
+            "SAGEMAKER_BIND_TO_PORT": str(port),
+            "SM_R_MAGIC_BIND_HOST": "127.0.0.1",
+        }
+        if workers:
+            env["SM_R_MAGIC_WORKERS"] = str(workers)
+        env.update(container.get("Environment", {}))
+        data = container.get("ModelDataUrl")
+        if data:
+            if data.startswith("s3://"):
+                fetched = os.path.join(folder.path, "model-data")
+                jf.fetch(data, fetched)
+                data = os.path.join(fetched, os.path.basename(data))
+            env["SM_R_MAGIC_MODEL_DATA"] = data[len("file://"):] if data.startswith("file://") else data
+        return env
+
+    def deploy(self, requests, keep=False):
+        from ..predictor import Predictor
+
+        self.check_ready()
+        model, endpoint = requests["model"], requests["endpoint"]
+        name = endpoint["EndpointName"]
+        folder = self.endpoint_folder(name)
+        if folder.exists():
+            raise SmRMagicError(f"a local endpoint named {name} already exists: delete it or choose another --name")
+        os.makedirs(folder.root, exist_ok=True)
+        jf.atomic_write_json(os.path.join(folder.path, "requests.json"), requests)
+        keep = bool(keep or self.config.keep_endpoints)
+        port = free_port()
+        env = dict(os.environ)
+        env.update(self._serve_env(folder, model, port, self.config.workers))
+        now = time.time()
+        jf.atomic_write_json(folder.state_file, {
+            "kind": "endpoint", "status": "Creating", "created": now, "port": port, "pid": None,
+            "owner_pid": os.getpid(), "keep": keep, "failure_reason": None,
+            "endpoint_config": endpoint.get("EndpointConfigName"), "model": model.get("ModelName"),
+        })
+        with open(folder.log_file, "ab") as log:
+            proc = subprocess.Popen(["/bin/sh", ENTRYPOINT, "serve"], env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT, cwd=folder.path, start_new_session=True,
+                                    preexec_fn=None if keep else _die_with_parent)
+        self._servers[name] = proc
+        folder.update(pid=proc.pid)
+        if not keep:
+            atexit.register(self._delete_at_exit, name, now)
+        return Predictor(self, name, keep=keep)
+
+    @property
+    def _servers(self):
+        return self.__dict__.setdefault("_server_procs", {})
+
+    @property
+    def _connections(self):
+        if "_http" not in self.__dict__:
+            self.__dict__["_http"] = Connections()
+        return self.__dict__["_http"]
+
+    def _delete_at_exit(self, name, created):
+        state = self.endpoint_folder(name).state()
+        if state and state.get("created") == created and state.get("status") != "Deleted":
+            try:
+                self.delete_endpoint(name)
+            except Exception:
+                pass
+
+    def _endpoint_state(self, name):
+        folder = self.endpoint_folder(name)
+        state = folder.state()
+        if not state:
+            raise SmRMagicError(f"no local endpoint named {name} under {self.endpoints_dir}: "
+                                "list them with %r_endpoints")
+        proc = self._servers.get(name)
+        if proc is not None:
+            proc.poll()
+        if state["status"] in ("Creating", "InService"):
+            if not pid_alive(state.get("pid")):
+                state = folder.update(status="Failed", failure_reason=self._server_failure(folder))
+            elif state["status"] == "Creating" and ping(state["port"]):
+                state = folder.update(status="InService", in_service=time.time())
+        return folder, state
+
+    def _server_failure(self, folder):
+        reason = jf.failure_message(folder, "training")
+        if reason:
+            return reason
+        try:
+            with open(folder.log_file, errors="replace") as fh:
+                tail = [line for line in fh.read().splitlines() if line.strip()][-5:]
+        except OSError:
+            tail = []
+        return "the R server exited" + (": " + "\n".join(tail) if tail else "")
+
+    def describe_endpoint(self, name):
+        folder, state = self._endpoint_state(name)
+        desc = {
+            "EndpointName": name,
+            "EndpointArn": f"local:endpoint/{name}",
+            "EndpointConfigName": state.get("endpoint_config"),
+            "EndpointStatus": state["status"],
+            "CreationTime": _time(state.get("created")),
+            "LastModifiedTime": _time(os.path.getmtime(folder.state_file)),
+            "LocalUrl": f"http://127.0.0.1:{state['port']}",
+            "LocalEndpointFolder": folder.path,
+            "Keep": state.get("keep", False),
+            "OwnerPid": state.get("owner_pid"),
+        }
+        if state.get("failure_reason"):
+            desc["FailureReason"] = state["failure_reason"]
+        return desc
+
+    def invoke_endpoint(self, name, body, content_type, accept):
+        folder, state = self._endpoint_state(name)
+        if state["status"] != "InService":
+            raise SmRMagicError(f"local endpoint {name} is {state['status']}, not InService: "
+                                + ("wait for it (predictor.wait())" if state["status"] == "Creating"
+                                   else "see predictor.failure_reason and predictor.logs()"))
+        return self._connections.invoke(name, state["port"], body, content_type, accept)
+
+    def read_endpoint_logs(self, name, cursor=None):
+        return _read_lines(self.endpoint_folder(name).log_file, cursor)
+
+    def delete_endpoint(self, name):
+        folder, state = self._endpoint_state(name)
+        self._connections.close(name)
+        pid = state.get("pid")
+        if pid_alive(pid):
+            try:
+                os.killpg(pid, signal.SIGTERM)  # the server and its forked workers
+            except ProcessLookupError:
+                pass
+            deadline = time.monotonic() + self.config.stop_timeout
+            while pid_alive(pid) and time.monotonic() < deadline:
+                proc = self._servers.get(name)
+                if proc is not None:
+                    proc.poll()
+                time.sleep(0.05)
+            if pid_alive(pid):
+                os.killpg(pid, signal.SIGKILL)
+        proc = self._servers.pop(name, None)
+        if proc is not None:
+            proc.wait(timeout=5)
+        folder.update(status="Deleted", deleted=time.time())
+
+    def list_endpoints(self, include_deleted=False):
+        from ..predictor import Predictor
+
+        if not os.path.isdir(self.endpoints_dir):
+            return []
+        found = []
+        for name in os.listdir(self.endpoints_dir):
+            state = self.endpoint_folder(name).state()
+            if state and (include_deleted or state.get("status") != "Deleted"):
+                found.append((state.get("created") or 0, Predictor(self, name, keep=state.get("keep", False))))
+        return [p for _, p in sorted(found, key=lambda item: item[0])]
