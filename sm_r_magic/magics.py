@@ -6,7 +6,7 @@ import json
 import shlex
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic import Magics, cell_magic, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
 from . import api, parsing
@@ -179,13 +179,14 @@ class RMagics(Magics):
     @argument("--as", dest="as_var", metavar="VAR", help="Store the predictor in this variable.")
     @argument("--async", dest="async_", action="store_true", help="Return at once; the endpoint keeps starting.")
     @argument("--dry-run", action="store_true", help="Print the three SageMaker API requests as JSON; create nothing.")
-    @cell_magic
-    def r_deploy(self, line, cell):
+    @line_cell_magic
+    def r_deploy(self, line, cell=None):
         """Deploy a trained R model as an endpoint; the cell holds the inference code.
 
         model_fn(model_dir) is required; input_fn(body, content_type), predict_fn(data, model) and
         output_fn(prediction, accept) are optional (defaults handle text/csv and application/json).
-        An empty cell serves the code saved with the model (code/deploy.R, plumber files included).
+        An empty cell, or the line magic %r_deploy, serves the code saved with the model (code/deploy.R,
+        plumber files included).
         The predictor has .predict(df), .status, .logs(), .delete().
         """
         args = parse_argstring(self.r_deploy, line)

@@ -1,0 +1,228 @@
+"""%%r_deploy on the local backend: real R serving over real HTTP, as a user drives it."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from IPython.core.error import UsageError
+
+from sm_r_magic.backends.local import pid_alive
+from sm_r_magic.errors import JobFailed
+from sm_r_magic.predictor import InvocationError
+
+from .conftest import run_cell
+from .test_foundation import PREP
+
+TRAIN = '''
+df <- read.csv(file.path(sm_channel("train"), "train.csv"))
+model <- lm(mpg ~ wt + hp, data = df)
+saveRDS(model, file.path(sm_model_dir(), "model.rds"))
+'''
+
+INFERENCE = '''
+model_fn <- function(model_dir) readRDS(file.path(model_dir, "model.rds"))
+predict_fn <- function(data, model) predict(model, newdata = data)
+'''
+
+
+@pytest.fixture
+def trained(shell, mtcars_csv):
+    _, error = run_cell(shell, "r_processing", f"--name prep --input raw={mtcars_csv} --output train --output test",
+                        PREP)
+    assert error is None
+    _, error = run_cell(shell, "r_train", '--name mtcars-lm --channel train={prep.outputs["train"]} --as job', TRAIN)
+    assert error is None
+    return shell.user_ns["job"]
+
+
+def r_predictions(model_tar, test_csv):
+    script = (f'd <- tempfile(); dir.create(d); untar("{model_tar}", exdir = d); '
+              f'm <- readRDS(file.path(d, "model.rds")); '
+              f'cat(sprintf("%.15g", predict(m, newdata = read.csv("{test_csv}"))), sep = "\\n")')
+    out = subprocess.run(["Rscript", "-e", script], capture_output=True, text=True, check=True).stdout
+    return [float(v) for v in out.split()]
+
+
+def deploy(shell, line, cell=INFERENCE):
+    _, error = run_cell(shell, "r_deploy", line, cell)
+    return error
+
+
+def test_deploy_predict_csv_and_json_equal_r(shell, trained, capsys):
+    import pandas as pd
+
+    assert deploy(shell, "--model {job} --name mtcars-ep --as predictor") is None
+    predictor = shell.user_ns["predictor"]
+    try:
+        assert predictor.status == "InService"
+        assert "InService" in capsys.readouterr().out
+        test_csv = os.path.join(shell.user_ns["prep"].outputs["test"], "test.csv")
+        expected = r_predictions(trained.model_data, test_csv)
+        test_df = pd.read_csv(test_csv)
+        assert predictor.predict(test_df) == pytest.approx(expected, abs=1e-9)
+        as_json = predictor.predict(test_df, content_type="application/json")
+        assert as_json == pytest.approx(expected, abs=1e-9)
+        one = predictor.predict({"wt": [2.6], "hp": [110]}, content_type="application/json")
+        assert len(one) == 1
+        assert "serving" in predictor.logs()
+        shell.run_line_magic("r_endpoints", "")
+        assert predictor.endpoint_name in capsys.readouterr().out
+    finally:
+        predictor.delete()
+
+
+def test_delete_frees_port_and_process(shell, trained):
+    assert deploy(shell, "--as p") is None  # default model: the session's latest training job
+    p = shell.user_ns["p"]
+    desc = p.describe()
+    pid = json.load(open(os.path.join(desc["LocalEndpointFolder"], "state.json")))["pid"]
+    port = int(desc["LocalUrl"].rsplit(":", 1)[1])
+    assert pid_alive(pid)
+    p.delete()
+    assert p.status == "Deleted" and not pid_alive(pid)
+    import socket
+
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", port)) != 0
+    from sm_r_magic import api
+
+    assert p.endpoint_name not in [e.endpoint_name for e in api.endpoints()]
+
+
+def test_custom_input_and_output_fn(shell, trained):
+    code = INFERENCE + textwrap.dedent('''
+        input_fn <- function(body, content_type) {
+          if (content_type != "text/plain") sm_http_error("only text/plain", 415)
+          vals <- as.numeric(strsplit(trimws(body), ",")[[1]])
+          data.frame(wt = vals[1], hp = vals[2])
+        }
+        output_fn <- function(prediction, accept) paste0("mpg=", format(prediction, digits = 15))
+    ''')
+    assert deploy(shell, "--as custom", code) is None
+    custom = shell.user_ns["custom"]
+    try:
+        body, _ = custom.invoke(b"2.6,110", content_type="text/plain", accept="text/plain")
+        assert body.decode().startswith("mpg=")
+        with pytest.raises(InvocationError) as info:
+            custom.invoke(b"{}", content_type="application/json")
+        assert info.value.status == 415
+    finally:
+        custom.delete()
+
+
+def test_bad_payload_is_4xx_and_endpoint_stays_up(shell, trained):
+    assert deploy(shell, "--as ep") is None
+    ep = shell.user_ns["ep"]
+    try:
+        with pytest.raises(InvocationError) as info:
+            ep.invoke(b"not,a\ncsv,\"", content_type="text/csv")
+        assert 400 <= info.value.status < 500
+        with pytest.raises(InvocationError) as info:
+            ep.predict({"wt": [2.6]}, content_type="application/json")  # hp missing: predict() fails in R
+        assert info.value.status >= 400 and "hp" in info.value.body
+        assert ep.status == "InService"
+        assert len(ep.predict({"wt": [3.0], "hp": [150]}, content_type="application/json")) == 1
+    finally:
+        ep.delete()
+
+
+def test_empty_cell_serves_plumber_deploy_r_saved_with_the_model(shell, tmp_path):
+    """The seed's convention: training saves code/deploy.R (a plumber app that runs itself on 8080); an
+    empty %%r_deploy cell serves it. The unchanged seed file (hard-coded /opt/ml) runs in the docker tests."""
+    deploy_r = textwrap.dedent('''
+        library(plumber)
+        model <- readRDS(file.path(Sys.getenv("SM_MODEL_DIR", "/opt/ml/model"), "model.rds"))
+        pr() %>%
+          pr_get("/ping", function() "") %>%
+          pr_post("/invocations", function(req, res) {
+            df <- read.csv(text = req$postBody)
+            paste(format(predict(model, newdata = df), digits = 15), collapse = "\\n")
+          }, serializer = serializer_text()) %>%
+          pr_run(host = "0.0.0.0", port = 8080)
+    ''')
+    (tmp_path / "deploy.R").write_text(deploy_r)
+    train = 'model <- lm(mpg ~ wt, data = mtcars)\nsaveRDS(model, file.path(sm_model_dir(), "model.rds"))\n'
+    _, error = run_cell(shell, "r_train", f"--file {tmp_path / 'deploy.R'} --as seed", train)
+    assert error is None
+    shell.run_line_magic("r_deploy", "--model {seed} --as seed_ep")
+    seed_ep = shell.user_ns["seed_ep"]
+    try:
+        body, _ = seed_ep.invoke(b"wt\n3\n", content_type="text/csv")
+        expected = subprocess.run(["Rscript", "-e", 'cat(sprintf("%.6f", predict(lm(mpg ~ wt, mtcars), '
+                                   'data.frame(wt = 3))))'], capture_output=True, text=True).stdout
+        assert float(body.decode().splitlines()[-1].strip().strip('"')) == pytest.approx(float(expected), abs=1e-5)
+    finally:
+        seed_ep.delete()
+
+
+def test_failing_model_fn_marks_endpoint_failed_with_r_message(shell, trained):
+    code = 'model_fn <- function(model_dir) stop("cannot load the model: corrupt file")\n'
+    result = shell.run_cell(f"%%r_deploy --as broken\n{code}")
+    assert isinstance(result.error_in_exec, JobFailed)
+    broken = shell.user_ns["broken"]
+    assert broken.status == "Failed"
+    assert "cannot load the model: corrupt file" in broken.failure_reason
+    assert "cannot load the model" in "\n".join(result.error_in_exec._render_traceback_())
+
+
+def test_long_predict_does_not_block_ping(shell, trained):
+    from sm_r_magic.backends.endpoint_http import ping
+
+    code = INFERENCE.replace("predict_fn <- function(data, model) predict(model, newdata = data)",
+                             "predict_fn <- function(data, model) { Sys.sleep(4); predict(model, newdata = data) }")
+    assert deploy(shell, "--as slow --workers 1", code) is None
+    slow = shell.user_ns["slow"]
+    try:
+        import threading
+
+        done = {}
+        thread = threading.Thread(target=lambda: done.setdefault("r", slow.predict({"wt": [3], "hp": [100]},
+                                                                                     content_type="application/json")))
+        thread.start()
+        time.sleep(0.5)
+        port = int(slow.url.rsplit(":", 1)[1])
+        t0 = time.monotonic()
+        assert ping(port, timeout=2)
+        assert time.monotonic() - t0 < 2
+        thread.join(10)
+        assert len(done["r"]) == 1
+    finally:
+        slow.delete()
+
+
+def test_deploy_dry_run_and_bad_model(shell, trained, local_root, capsys):
+    assert deploy(shell, "--model {job} --dry-run") is None
+    requests = json.loads(capsys.readouterr().out)
+    assert set(requests) == {"CreateModel", "CreateEndpointConfig", "CreateEndpoint"}
+    assert requests["CreateModel"]["PrimaryContainer"]["ModelDataUrl"] == trained.model_data
+    assert requests["CreateModel"]["PrimaryContainer"]["Environment"]["SAGEMAKER_PROGRAM"] == "inference.R"
+    assert not (local_root / "endpoints").exists()
+    error = deploy(shell, "--model /nope/model.tar.gz")
+    assert isinstance(error, UsageError) and "does not exist" in str(error)
+    error = deploy(shell, "--model no-such-job")
+    assert isinstance(error, UsageError) and "no training job" in str(error)
+    error = deploy(shell, "--serverless 1000")
+    assert isinstance(error, UsageError) and "1024" in str(error)
+    assert not (local_root / "endpoints").exists()
+
+
+def test_endpoint_deleted_when_kernel_exits_unless_kept(tmp_path, trained, local_root):
+    script = textwrap.dedent(f'''
+        import sm_r_magic as s
+        keep = s.deploy({INFERENCE!r}, model={trained.model_data!r}, name="kept", keep=True, progress="none")
+        gone = s.deploy({INFERENCE!r}, model={trained.model_data!r}, name="gone", progress="none")
+        print(keep.endpoint_name, gone.endpoint_name)
+    ''')
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                         env={**os.environ, "SM_R_MAGIC_LOCAL_ROOT": str(local_root)}, timeout=120).stdout
+    kept, gone = out.split()
+    from sm_r_magic import api
+
+    live = {p.endpoint_name: p for p in api.endpoints()}
+    assert kept in live and gone not in live
+    assert live[kept].predict({"wt": [3], "hp": [100]}, content_type="application/json")
+    live[kept].delete()
