@@ -23,13 +23,13 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import time
 
 from .. import spec
 from ..errors import SmRMagicError
+from .endpoint_http import free_port, ping
 from .base import local_path
 from .local import LocalBackend
 
@@ -320,7 +320,7 @@ class DockerBackend(LocalBackend):
                               image=container["Image"], keep=bool(keep), failure_reason=None,
                               endpoint_config=endpoint.get("EndpointConfigName"))
         for attempt in range(3):  # a free port can be taken between choosing and binding it
-            port = _free_port()
+            port = free_port()
             run = argv[:2] + ["-d", "-p", f"127.0.0.1:{port}:8080"] + argv[2:] + [container["Image"], "serve"]
             proc = subprocess.run(run, capture_output=True, text=True, timeout=120)
             if proc.returncode == 0 or "port is already allocated" not in proc.stderr or attempt == 2:
@@ -352,18 +352,6 @@ class DockerBackend(LocalBackend):
         status, code = proc.stdout.split()
         return status, int(code)
 
-    def _ping(self, port):
-        import http.client
-
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-        try:
-            conn.request("GET", "/ping")
-            return conn.getresponse().status == 200
-        except OSError:
-            return False
-        finally:
-            conn.close()
-
     def _container_logs(self, name, state):
         saved = self._endpoint_path(name, "logs.txt")
         if os.path.exists(saved):
@@ -393,7 +381,7 @@ class DockerBackend(LocalBackend):
                     where = "is gone" if running is None else f"exited with status {code}"
                     reason = f"the serving container {where}" + (": " + " / ".join(tail) if tail else "")
                 state = self._update_endpoint(name, status="Failed", failure_reason=reason)
-            elif status == "Creating" and state.get("port") and self._ping(state["port"]):
+            elif status == "Creating" and state.get("port") and ping(state["port"]):
                 state = self._update_endpoint(name, status="InService", in_service=time.time())
         desc = {
             "EndpointName": name,
@@ -412,10 +400,6 @@ class DockerBackend(LocalBackend):
         return desc
 
     def invoke_endpoint(self, name, body, content_type, accept):
-        import http.client
-
-        from ..predictor import InvocationError
-
         state = self._endpoint_state(name)
         if state.get("status") != "InService":
             status = self.describe_endpoint(name)["EndpointStatus"]
@@ -424,26 +408,7 @@ class DockerBackend(LocalBackend):
                                     + ("wait for it (predictor.wait())" if status == "Creating" else
                                        "see predictor.failure_reason and predictor.logs()"))
             state = self._endpoint_state(name)
-        if isinstance(body, str):
-            body = body.encode("utf-8")
-        headers = {"Content-Type": content_type, "Accept": accept or content_type}
-        key = (name, state["port"])
-        conns = self.__dict__.setdefault("_connections", {})
-        for attempt in range(2):  # a kept-alive connection the server closed is retried once on a new one
-            conn = conns.pop(key, None) or http.client.HTTPConnection("127.0.0.1", state["port"], timeout=70)
-            try:
-                conn.request("POST", "/invocations", body=body, headers=headers)
-                response = conn.getresponse()
-                data = response.read()
-            except (http.client.HTTPException, OSError):
-                conn.close()
-                if attempt:
-                    raise
-                continue
-            conns[key] = conn
-            if response.status != 200:
-                raise InvocationError(response.status, data.decode("utf-8", errors="replace"))
-            return data, response.getheader("Content-Type")
+        return self._connections.invoke(name, state["port"], body, content_type, accept)
 
     def read_endpoint_logs(self, name, cursor=None):
         state = self._endpoint_state(name)
@@ -459,8 +424,7 @@ class DockerBackend(LocalBackend):
             raise SmRMagicError(f"no docker endpoint named {name} under {self.endpoints_dir}")
         docker = getattr(self, "docker", None) or docker_cli()
         cname = state.get("container") or container_name(name)
-        for key in [k for k in self.__dict__.get("_connections", {}) if k[0] == name]:
-            self._connections.pop(key).close()
+        self._connections.close(name)
         subprocess.run([docker, "stop", "-t", str(int(self.config.stop_timeout)), cname], capture_output=True,
                        timeout=int(self.config.stop_timeout) + 60)
         logs = self._container_logs(name, state)
@@ -491,12 +455,6 @@ class DockerBackend(LocalBackend):
         if state:
             return Predictor(self, name, keep=True)  # attached: not deleted when this kernel exits
         return super().attach(name)
-
-
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _utc(value):

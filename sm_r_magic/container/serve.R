@@ -539,6 +539,9 @@ sm_serve <- function() {
   if (inherits(prepared, "error")) .sm_serve_fail(paste("Error preparing the model:", conditionMessage(prepared)), 2L)
   code <- .sm_find_program(model_dir)
   setwd(code$dir)
+  # Per-job R packages (--packages, renv.lock/DESCRIPTION beside the code), as for jobs.
+  installed <- tryCatch({ .sm_install_job_packages(code$dir); TRUE }, error = function(e) e)
+  if (inherits(installed, "error")) .sm_serve_fail(paste("Error installing R packages:", conditionMessage(installed)), 2L)
   .sm_log("loading model: ", file.path(code$dir, code$program), ", model dir ", model_dir)
   program <- .sm_load_program(code)
   st$mode <- program$mode
