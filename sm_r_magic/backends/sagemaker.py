@@ -26,6 +26,7 @@ import boto3  # noqa: F401  (imported here so that a missing boto3 is reported b
 
 from .. import aws, spec
 from ..errors import SmRMagicError
+from ..sourcedir import file_sha256
 from .base import Backend, local_path
 
 STATUS_KEY = {"training": "TrainingJobStatus", "processing": "ProcessingJobStatus"}
@@ -35,12 +36,7 @@ ENDPOINT_LOG_GROUP = "/aws/sagemaker/Endpoints/{name}"
 LIST_LIMIT = 20
 
 
-def _hash_file(path, chunk=1 << 20):
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
+_hash_file = file_sha256
 
 
 def _folder_files(root):

@@ -133,6 +133,20 @@ sm_fetch <- function(uri, dest) {
   invisible(TRUE)
 }
 
+# Run the job's preparation; a failure there is the job's failure (exit 2), reported like an R error.
+.sm_prepare_or_fail <- function(expr, failure_file) {
+  prepared <- tryCatch({
+    force(expr)
+    TRUE
+  }, error = function(e) e)
+  if (inherits(prepared, "error")) {
+    .sm_write_text(failure_file, paste("Error preparing the job:", conditionMessage(prepared)))
+    message("Error preparing the job: ", conditionMessage(prepared))
+    quit(save = "no", status = 2)
+  }
+  invisible(TRUE)
+}
+
 .sm_set_env <- function(values) {
   values <- values[!vapply(values, is.null, TRUE)]
   do.call(Sys.setenv, lapply(values, as.character))
@@ -193,7 +207,7 @@ sm_fetch <- function(uri, dest) {
   submit_dir <- if (is.null(raw$sagemaker_submit_directory)) NULL else .sm_decode_hp(raw$sagemaker_submit_directory)
   code_dir <- file.path(root, "code")
   failure_file <- file.path(root, "output", "failure")
-  staged <- tryCatch({
+  .sm_prepare_or_fail({
     .sm_stage_code(submit_dir, code_dir)
     .sm_set_env(.sm_training_env(root, program, submit_dir))
     for (dir in c("model", "output/data")) dir.create(file.path(root, dir), recursive = TRUE, showWarnings = FALSE)
@@ -201,13 +215,7 @@ sm_fetch <- function(uri, dest) {
     dir.create(file.path(root, "model", "code"), recursive = TRUE, showWarnings = FALSE)
     file.copy(list.files(code_dir, full.names = TRUE, no.. = TRUE), file.path(root, "model", "code"), recursive = TRUE)
     .sm_install_job_packages(code_dir)
-    TRUE
-  }, error = function(e) e)
-  if (inherits(staged, "error")) {
-    .sm_write_text(failure_file, paste("Error preparing the job:", conditionMessage(staged)))
-    message("Error preparing the job: ", conditionMessage(staged))
-    quit(save = "no", status = 2)
-  }
+  }, failure_file)
   .sm_run_user(program, code_dir, failure_file)
 }
 
@@ -217,7 +225,7 @@ sm_fetch <- function(uri, dest) {
   submit_dir <- Sys.getenv("SAGEMAKER_SUBMIT_DIRECTORY", file.path(root, "processing", "input", "code"))
   code_dir <- file.path(tempdir(), "code")
   failure_file <- file.path(root, "output", "message")
-  staged <- tryCatch({
+  .sm_prepare_or_fail({
     .sm_stage_code(submit_dir, code_dir)
     config <- .sm_processing_config()
     for (out in config$ProcessingOutputConfig$Outputs) {
@@ -225,13 +233,7 @@ sm_fetch <- function(uri, dest) {
                                                        showWarnings = FALSE)
     }
     .sm_install_job_packages(code_dir)
-    TRUE
-  }, error = function(e) e)
-  if (inherits(staged, "error")) {
-    .sm_write_text(failure_file, paste("Error preparing the job:", conditionMessage(staged)))
-    message("Error preparing the job: ", conditionMessage(staged))
-    quit(save = "no", status = 2)
-  }
+  }, failure_file)
   .sm_run_user(program, code_dir, failure_file)
 }
 
