@@ -7,7 +7,8 @@ Heavy modules (boto3, ipywidgets) are imported only when a feature needs them.
 
 __version__ = "0.1.0"
 
-_API = {"processing", "train", "deploy", "attach", "jobs", "endpoints", "config"}
+# `settings` (not `config`: that name is the sm_r_magic.config submodule)
+_API = {"processing", "train", "deploy", "attach", "jobs", "endpoints", "settings"}
 
 
 def __getattr__(name):  # lazy: keep `import sm_r_magic` and `%load_ext` fast

@@ -15,6 +15,9 @@ def config():
     return config_module.current()
 
 
+settings = config  # sm_r_magic.settings(): sm_r_magic.config is the submodule
+
+
 def _check_code(code, cfg, backend):
     if code is None or not code.strip():
         raise SmRMagicError("the cell has no R code: write the R code to run below the magic line")

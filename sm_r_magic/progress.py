@@ -7,6 +7,12 @@ import time
 from .jobs import TERMINAL
 
 
+def _configured():
+    from .config import current
+
+    return current().progress
+
+
 def _widgets_wanted(progress):
     if progress == "widget":
         return True
@@ -96,7 +102,7 @@ def watch(job, progress="auto", timeout=None):
 
 def display_endpoint(predictor):
     view = None
-    if _widgets_wanted("auto"):
+    if _widgets_wanted(_configured()):
         try:
             from .widgets import endpoint_widget
 
@@ -115,7 +121,7 @@ def display_endpoint(predictor):
 
 def display_job(job):
     """How a handle shows itself as a cell's result."""
-    view = make_view(job, "auto")
+    view = make_view(job, "text" if _configured() == "none" else _configured())
     if isinstance(view, TextProgress) or view is None:
         print(job.summary())
         return
@@ -147,7 +153,7 @@ def show_async(job, progress="auto"):
 
 def show_jobs(jobs):
     """%r_jobs: a table (the widget dashboard when a frontend exists)."""
-    if _widgets_wanted("auto"):
+    if _widgets_wanted(_configured()):
         try:
             from .jobs import SESSION
             from .widgets import JobsDashboard

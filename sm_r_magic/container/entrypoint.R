@@ -123,6 +123,8 @@ sm_fetch <- function(uri, dest) {
   )
   if (inherits(result, "error")) {
     call <- conditionCall(result)
+    # A top-level stop() reports source()'s own eval(ei, envir) as its call: not the user's.
+    if (!is.null(call) && identical(call[[1]], quote(eval))) call <- NULL
     where <- if (!is.null(call)) paste0(" in ", paste(deparse(call, nlines = 1L), collapse = "")) else ""
     lines <- c(sprintf("Error%s: %s", where, conditionMessage(result)))
     if (length(trace)) lines <- c(lines, "Traceback (innermost last):", sprintf("  %d: %s", seq_along(trace), trace))
