@@ -98,3 +98,12 @@ def local_path(uri, option, must_exist=True):
     if must_exist and not os.path.exists(path):
         raise SmRMagicError(f"{option}: {uri} does not exist: give an existing file or folder, or an s3:// URI")
     return path
+
+
+def local_model_tarball(uri):
+    """--model given as a local path: it must be an existing model.tar.gz file."""
+    path = local_path(uri, "--model")
+    if os.path.isdir(path) or not path.endswith(".tar.gz"):
+        raise SmRMagicError(f"--model {uri} is not a model.tar.gz: give a training job, its name, "
+                            "a model.tar.gz path or an s3:// URI")
+    return path

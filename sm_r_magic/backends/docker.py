@@ -30,7 +30,6 @@ import time
 from .. import spec
 from ..errors import SmRMagicError
 from .endpoint_http import free_port, ping
-from .base import local_path
 from .local import LocalBackend
 
 IMAGE_LIBRARY = "/usr/local/lib/R/sm-cache"  # the image's R_LIBS_USER and SM_R_MAGIC_R_LIBRARY default
@@ -269,14 +268,6 @@ class DockerBackend(LocalBackend):
         state.update(changes, modified=time.time())
         atomic_write_json(self._endpoint_path(name, "state.json"), state)
         return state
-
-    def model_data_uri(self, uri):
-        if uri.startswith("s3://"):
-            return uri
-        path = local_path(uri, "model data")
-        if os.path.isdir(path):
-            raise SmRMagicError(f"model data {uri} is a folder: give a model.tar.gz file or an s3:// URI")
-        return path
 
     def deploy(self, requests, keep=False):
         from ..paths import container_s3

@@ -14,7 +14,7 @@ from .. import rtools, spec
 from ..errors import SmRMagicError
 from ..paths import CONTAINER_DIR, ENTRYPOINT
 from . import jobfolder as jf
-from .base import Backend, local_path
+from .base import Backend, local_model_tarball, local_path
 from .endpoint_http import Connections, free_port, ping
 
 STATUS_KEY = {"training": "TrainingJobStatus", "processing": "ProcessingJobStatus"}
@@ -272,11 +272,7 @@ class LocalBackend(Backend):
     def model_data_uri(self, uri):
         if uri.startswith("s3://"):
             return uri
-        path = local_path(uri, "--model")
-        if os.path.isdir(path) or not path.endswith(".tar.gz"):
-            raise SmRMagicError(f"--model {uri} is not a model.tar.gz: give a training job, its name, "
-                                "or a model.tar.gz path")
-        return path
+        return local_model_tarball(uri)
 
     def _serve_env(self, folder, model, port, workers):
         container = model["PrimaryContainer"]

@@ -27,7 +27,7 @@ import boto3  # noqa: F401  (imported here so that a missing boto3 is reported b
 from .. import aws, spec
 from ..errors import SmRMagicError
 from ..sourcedir import file_sha256
-from .base import Backend, local_path
+from .base import Backend, local_model_tarball, local_path
 
 STATUS_KEY = {"training": "TrainingJobStatus", "processing": "ProcessingJobStatus"}
 NAME_KEY = {"training": "TrainingJobName", "processing": "ProcessingJobName"}
@@ -203,10 +203,7 @@ class SageMakerBackend(Backend):
     def model_data_uri(self, uri):
         if uri.startswith("s3://"):
             return uri
-        path = local_path(uri, "model data")
-        if os.path.isdir(path):
-            raise SmRMagicError(f"model data {uri} is a folder: give a model.tar.gz file or an s3:// URI")
-        return self._content_address(path, "models")
+        return self._content_address(local_model_tarball(uri), "models")
 
     # -- upload ----------------------------------------------------------------------------------------
     def ensure_bucket(self):
