@@ -17,19 +17,17 @@ Containers are removed when they end (--rm) and when stopped. Endpoints run `doc
 127.0.0.1:<port>:8080 IMAGE serve` (see the endpoint section below).
 """
 
-import atexit
-import datetime
 import os
 import re
 import shlex
 import shutil
 import subprocess
 import sys
-import time
 
 from .. import spec
 from ..errors import SmRMagicError
-from .endpoint_http import free_port, ping
+from . import jobfolder as jf
+from .endpoint_http import free_port
 from .local import LocalBackend
 
 IMAGE_LIBRARY = "/usr/local/lib/R/sm-cache"  # the image's R_LIBS_USER and SM_R_MAGIC_R_LIBRARY default
@@ -246,51 +244,34 @@ class DockerBackend(LocalBackend):
     # The model.tar.gz (a local path; s3:// is downloaded first) is mounted read-only and named by
     # SM_R_MAGIC_MODEL_DATA; the sourcedir folder and the R package cache are mounted as for jobs, so
     # SAGEMAKER_SUBMIT_DIRECTORY paths resolve and packages installed by docker jobs load.
+    # deploy, describe, invoke, logs, delete, list and attach are the local backend's (see its endpoint
+    # section); only launching, the liveness check, the logs and stopping differ. A deleted endpoint's folder
+    # is removed (its last logs stay in docker-endpoints/.deleted/<name>.log until the next deploy).
 
     MODEL_MOUNT = "/opt/sm_r_magic_model/model.tar.gz"
+    _exists_advice = "delete it first or choose another --name"
+    _missing_advice = ""
+    _cheap_liveness = False  # docker inspect: only when the stored status is not InService
 
     @property
     def endpoints_dir(self):
         return os.path.join(self.root, "docker-endpoints")
 
-    def _endpoint_path(self, name, *parts):
-        return os.path.join(self.endpoints_dir, name, *parts)
+    def _keep_flag(self, keep):
+        return keep  # recorded as given; RMagic.keep_endpoints only skips the deletion at exit
 
-    def _endpoint_state(self, name):
-        from .jobfolder import read_json
-
-        return read_json(self._endpoint_path(name, "state.json"), {})
-
-    def _update_endpoint(self, name, **changes):
-        from .jobfolder import atomic_write_json
-
-        state = self._endpoint_state(name)
-        state.update(changes, modified=time.time())
-        atomic_write_json(self._endpoint_path(name, "state.json"), state)
-        return state
-
-    def deploy(self, requests, keep=False):
+    def _prepare_server(self, folder, model):
         from ..paths import container_s3
-        from ..predictor import Predictor
-        from .jobfolder import atomic_write_json
 
-        self.check_ready()
-        model, endpoint = requests["model"], requests["endpoint"]
-        name = endpoint["EndpointName"]
-        if self._endpoint_state(name):
-            raise SmRMagicError(f"a docker endpoint named {name} already exists: delete it first or choose another "
-                                "--name")
-        folder = self._endpoint_path(name)
-        root = os.path.join(folder, "opt", "ml")
-        os.makedirs(root, exist_ok=True)
+        name = folder.name
         container = model["PrimaryContainer"]
         environment = dict(container.get("Environment", {}))
         data = container.get("ModelDataUrl")
         mounts = []
         if data:
             if data.startswith("s3://"):
-                container_s3().fetch(data, os.path.join(folder, "model-data"), quiet=True)
-                data = os.path.join(folder, "model-data", os.path.basename(data))
+                container_s3().fetch(data, os.path.join(folder.path, "model-data"), quiet=True)
+                data = os.path.join(folder.path, "model-data", os.path.basename(data))
             data = data[len("file://"):] if data.startswith("file://") else data
             mounts += _mount(os.path.abspath(data), self.MODEL_MOUNT, readonly=True)
             environment["SM_R_MAGIC_MODEL_DATA"] = self.MODEL_MOUNT
@@ -299,40 +280,29 @@ class DockerBackend(LocalBackend):
             environment["SM_R_MAGIC_WORKERS"] = str(workers)
         environment["SM_R_MAGIC_BIND_HOST"] = "0.0.0.0"  # inside the container; published on 127.0.0.1 only
         environment.pop("SAGEMAKER_BIND_TO_PORT", None)  # the container listens on 8080, published below
-        atomic_write_json(os.path.join(folder, "requests.json"), requests)
         cname = container_name(name)
         docker, argv = self._common_run_args(name, environment)
         argv = [a for a in argv if a != "--rm"]  # keep an exited container's logs until delete
         argv[argv.index(f"{LABEL}={name}")] = f"sm-r-magic.endpoint={name}"
-        argv += mounts + _mount(root, "/opt/ml") + self.extra_run_args()
+        argv += mounts + _mount(folder.root, "/opt/ml") + self.extra_run_args()
         for key, value in environment.items():
             argv += ["-e", f"{key}={value}"]
-        self._update_endpoint(name, status="Creating", created=time.time(), container=cname, port=None,
-                              image=container["Image"], keep=bool(keep), failure_reason=None,
-                              endpoint_config=endpoint.get("EndpointConfigName"))
+        launch = {"docker": docker, "argv": argv, "container": cname, "image": container["Image"]}
+        return launch, {"container": cname, "image": container["Image"]}
+
+    def _start_server(self, folder, launch, keep):
+        docker, argv = launch["docker"], launch["argv"]
         for attempt in range(3):  # a free port can be taken between choosing and binding it
             port = free_port()
-            run = argv[:2] + ["-d", "-p", f"127.0.0.1:{port}:8080"] + argv[2:] + [container["Image"], "serve"]
+            run = argv[:2] + ["-d", "-p", f"127.0.0.1:{port}:8080"] + argv[2:] + [launch["image"], "serve"]
             proc = subprocess.run(run, capture_output=True, text=True, timeout=120)
             if proc.returncode == 0 or "port is already allocated" not in proc.stderr or attempt == 2:
                 break
-            subprocess.run([docker, "rm", "-f", cname], capture_output=True, timeout=60)
+            subprocess.run([docker, "rm", "-f", launch["container"]], capture_output=True, timeout=60)
         if proc.returncode != 0:
-            self._update_endpoint(name, status="Failed", failure_reason="docker run failed: " + _first_line(
-                "\n".join(l for l in proc.stderr.splitlines() if "error" in l.lower()) or proc.stderr))
-        else:
-            self._update_endpoint(name, port=port)
-        if not keep and not getattr(self.config, "keep_endpoints", False):
-            atexit.register(self._delete_at_exit, name, self._endpoint_state(name).get("created"))
-        return Predictor(self, name, keep=keep)
-
-    def _delete_at_exit(self, name, created):
-        state = self._endpoint_state(name)
-        if state and state.get("created") == created:  # not a later endpoint of the same name
-            try:
-                self.delete_endpoint(name)
-            except Exception:
-                pass
+            return {"status": "Failed", "failure_reason": "docker run failed: " + _first_line(
+                "\n".join(l for l in proc.stderr.splitlines() if "error" in l.lower()) or proc.stderr)}
+        return {"port": port}
 
     def _container_state(self, cname):
         docker = getattr(self, "docker", None) or docker_cli()
@@ -343,110 +313,49 @@ class DockerBackend(LocalBackend):
         status, code = proc.stdout.split()
         return status, int(code)
 
-    def _container_logs(self, name, state):
-        saved = self._endpoint_path(name, "logs.txt")
-        if os.path.exists(saved):
-            with open(saved, errors="replace") as fh:
+    def _container_logs(self, folder, state):
+        if os.path.exists(folder.log_file):
+            with open(folder.log_file, errors="replace") as fh:
                 return fh.read()
         docker = getattr(self, "docker", None) or docker_cli()
-        proc = subprocess.run([docker, "logs", state.get("container") or container_name(name)],
+        proc = subprocess.run([docker, "logs", state.get("container") or container_name(folder.name)],
                               capture_output=True, text=True, timeout=60)
         return proc.stdout + proc.stderr if proc.returncode == 0 else ""
 
-    def describe_endpoint(self, name):
-        state = self._endpoint_state(name)
-        if not state:
-            raise SmRMagicError(f"no docker endpoint named {name} under {self.endpoints_dir}")
-        status = state.get("status")
-        if status in ("Creating", "InService"):
-            running, code = self._container_state(state["container"])
-            if running != "running":
-                reason = None
-                try:
-                    with open(self._endpoint_path(name, "opt", "ml", "output", "failure"), errors="replace") as fh:
-                        reason = fh.read()[:1024].strip() or None
-                except OSError:
-                    pass
-                if not reason:
-                    tail = [l for l in self._container_logs(name, state).splitlines() if l.strip()][-3:]
-                    where = "is gone" if running is None else f"exited with status {code}"
-                    reason = f"the serving container {where}" + (": " + " / ".join(tail) if tail else "")
-                state = self._update_endpoint(name, status="Failed", failure_reason=reason)
-            elif status == "Creating" and state.get("port") and ping(state["port"]):
-                state = self._update_endpoint(name, status="InService", in_service=time.time())
-        desc = {
-            "EndpointName": name,
-            "EndpointArn": f"local:docker-endpoint/{name}",
-            "EndpointConfigName": state.get("endpoint_config"),
-            "EndpointStatus": state["status"],
-            "CreationTime": _utc(state.get("created")),
-            "LastModifiedTime": _utc(state.get("modified")),
-            "Image": state.get("image"),
-            "Container": state.get("container"),
-        }
-        if state.get("port"):
-            desc["LocalUrl"] = f"http://127.0.0.1:{state['port']}"
-        if state.get("failure_reason"):
-            desc["FailureReason"] = state["failure_reason"]
-        return desc
+    def _server_running(self, folder, state):
+        running, code = self._container_state(state["container"])
+        if running == "running":
+            return True, None
+        reason = jf.failure_message(folder, "training")
+        if not reason:
+            tail = [l for l in self._container_logs(folder, state).splitlines() if l.strip()][-3:]
+            where = "is gone" if running is None else f"exited with status {code}"
+            reason = f"the serving container {where}" + (": " + " / ".join(tail) if tail else "")
+        return False, reason
 
-    def invoke_endpoint(self, name, body, content_type, accept):
-        state = self._endpoint_state(name)
-        if state.get("status") != "InService":
-            status = self.describe_endpoint(name)["EndpointStatus"]
-            if status != "InService":
-                raise SmRMagicError(f"docker endpoint {name} is {status}, not InService: "
-                                    + ("wait for it (predictor.wait())" if status == "Creating" else
-                                       "see predictor.failure_reason and predictor.logs()"))
-            state = self._endpoint_state(name)
-        return self._connections.invoke(name, state["port"], body, content_type, accept)
+    def _describe_extra(self, folder, state):
+        return {"EndpointArn": f"local:docker-endpoint/{folder.name}", "Image": state.get("image"),
+                "Container": state.get("container")}
 
-    def read_endpoint_logs(self, name, cursor=None):
-        state = self._endpoint_state(name)
+    def _server_log_lines(self, folder, cursor):
+        state = folder.state()
         if not state:
             return [], cursor
-        lines = self._container_logs(name, state).splitlines()
+        lines = self._container_logs(folder, state).splitlines()
         start = cursor or 0
         return lines[start:], len(lines)
 
-    def delete_endpoint(self, name):
-        state = self._endpoint_state(name)
-        if not state:
-            raise SmRMagicError(f"no docker endpoint named {name} under {self.endpoints_dir}")
+    def _stop_server(self, folder, state):
         docker = getattr(self, "docker", None) or docker_cli()
-        cname = state.get("container") or container_name(name)
-        self._connections.close(name)
+        cname = state.get("container") or container_name(folder.name)
         subprocess.run([docker, "stop", "-t", str(int(self.config.stop_timeout)), cname], capture_output=True,
                        timeout=int(self.config.stop_timeout) + 60)
-        logs = self._container_logs(name, state)
+        logs = self._container_logs(folder, state)
         subprocess.run([docker, "rm", "-f", cname], capture_output=True, timeout=60)
-        # Like SageMaker, a deleted endpoint is gone; its last logs stay readable until the next deploy.
-        shutil.rmtree(self._endpoint_path(name), ignore_errors=True)
         os.makedirs(os.path.join(self.endpoints_dir, ".deleted"), exist_ok=True)
-        with open(os.path.join(self.endpoints_dir, ".deleted", f"{name}.log"), "w") as fh:
+        with open(os.path.join(self.endpoints_dir, ".deleted", f"{folder.name}.log"), "w") as fh:
             fh.write(logs)
 
-    def list_endpoints(self):
-        from ..predictor import Predictor
-
-        if not os.path.isdir(self.endpoints_dir):
-            return []
-        found = []
-        for name in os.listdir(self.endpoints_dir):
-            state = self._endpoint_state(name)
-            if state:
-                found.append((state.get("created") or 0, Predictor(self, name, keep=state.get("keep", False))))
-        return [p for _, p in sorted(found, key=lambda item: item[0])]
-
-    def attach(self, name):
-        """An endpoint or job by exact name, else the latest job whose name starts with `name-`."""
-        from ..predictor import Predictor
-
-        state = self._endpoint_state(name)
-        if state:
-            return Predictor(self, name, keep=True)  # attached: not deleted when this kernel exits
-        return super().attach(name)
-
-
-def _utc(value):
-    return datetime.datetime.fromtimestamp(value, datetime.timezone.utc) if value else None
+    def _retire_endpoint(self, folder):
+        # Like SageMaker, a deleted endpoint is gone; its last logs stay readable until the next deploy.
+        shutil.rmtree(folder.path, ignore_errors=True)

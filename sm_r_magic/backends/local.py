@@ -261,6 +261,21 @@ class LocalBackend(Backend):
     #       state.json      status (Creating, InService, Failed, Deleted), port, pid, owner, keep
     #       logs.txt        what the R server printed
     #       opt/ml/         the server's root: serve.R extracts model.tar.gz into opt/ml/model
+    #
+    # deploy, describe, invoke, logs, delete, list and attach are generic over the endpoints_dir property
+    # and these hooks, which the docker backend overrides to run the server in a container:
+    #   _prepare_server(folder, model) -> (launch, state fields)   before the endpoint exists (may fail)
+    #   _start_server(folder, launch, keep) -> state fields         start it (port, pid, or a failure)
+    #   _server_running(folder, state) -> (running, reason if dead)
+    #   _server_log_lines(folder, cursor) -> (lines, cursor)
+    #   _stop_server(folder, state), then _retire_endpoint(folder)
+    #   _describe_extra(folder, state) -> backend-specific describe_endpoint keys
+
+    # Wording of the "already exists" / "no such endpoint" errors; a cheap liveness check is also done
+    # before each invoke and delete (an expensive one only when the stored status is not InService).
+    _exists_advice = "delete it or choose another --name"
+    _missing_advice = ": list them with %r_endpoints"
+    _cheap_liveness = True
 
     @property
     def endpoints_dir(self):
@@ -296,6 +311,10 @@ class LocalBackend(Backend):
             env["SM_R_MAGIC_MODEL_DATA"] = data[len("file://"):] if data.startswith("file://") else data
         return env
 
+    def _keep_flag(self, keep):
+        """The keep flag recorded and returned: local endpoints fold in RMagic.keep_endpoints."""
+        return bool(keep or self.config.keep_endpoints)
+
     def deploy(self, requests, keep=False):
         from ..predictor import Predictor
 
@@ -304,28 +323,35 @@ class LocalBackend(Backend):
         name = endpoint["EndpointName"]
         folder = self.endpoint_folder(name)
         if folder.exists():
-            raise SmRMagicError(f"a local endpoint named {name} already exists: delete it or choose another --name")
+            raise SmRMagicError(f"a {self.name} endpoint named {name} already exists: {self._exists_advice}")
         os.makedirs(folder.root, exist_ok=True)
         jf.atomic_write_json(os.path.join(folder.path, "requests.json"), requests)
-        keep = bool(keep or self.config.keep_endpoints)
+        keep = self._keep_flag(keep)
+        launch, fields = self._prepare_server(folder, model)
+        now = time.time()
+        jf.atomic_write_json(folder.state_file, dict({
+            "kind": "endpoint", "status": "Creating", "created": now, "port": None, "pid": None,
+            "owner_pid": os.getpid(), "keep": bool(keep), "failure_reason": None,
+            "endpoint_config": endpoint.get("EndpointConfigName"), "model": model.get("ModelName"),
+        }, **fields))
+        folder.update(**self._start_server(folder, launch, bool(keep or self.config.keep_endpoints)))
+        if not keep and not getattr(self.config, "keep_endpoints", False):
+            atexit.register(self._delete_at_exit, name, now)
+        return Predictor(self, name, keep=keep)
+
+    def _prepare_server(self, folder, model):
         port = free_port()
         env = dict(os.environ)
         env.update(self._serve_env(folder, model, port, self.config.workers))
-        now = time.time()
-        jf.atomic_write_json(folder.state_file, {
-            "kind": "endpoint", "status": "Creating", "created": now, "port": port, "pid": None,
-            "owner_pid": os.getpid(), "keep": keep, "failure_reason": None,
-            "endpoint_config": endpoint.get("EndpointConfigName"), "model": model.get("ModelName"),
-        })
+        return env, {"port": port}
+
+    def _start_server(self, folder, env, keep):
         with open(folder.log_file, "ab") as log:
             proc = subprocess.Popen(["/bin/sh", ENTRYPOINT, "serve"], env=env, stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, cwd=folder.path, start_new_session=True,
                                     preexec_fn=None if keep else _die_with_parent)
-        self._servers[name] = proc
-        folder.update(pid=proc.pid)
-        if not keep:
-            atexit.register(self._delete_at_exit, name, now)
-        return Predictor(self, name, keep=keep)
+        self._servers[folder.name] = proc
+        return {"pid": proc.pid}
 
     @property
     def _servers(self):
@@ -345,21 +371,28 @@ class LocalBackend(Backend):
             except Exception:
                 pass
 
-    def _endpoint_state(self, name):
+    def _endpoint_state(self, name, check=True):
+        """(folder, state), the status first brought up to date (unless check is false)."""
         folder = self.endpoint_folder(name)
         state = folder.state()
         if not state:
-            raise SmRMagicError(f"no local endpoint named {name} under {self.endpoints_dir}: "
-                                "list them with %r_endpoints")
+            raise SmRMagicError(f"no {self.name} endpoint named {name} under {self.endpoints_dir}"
+                                + self._missing_advice)
         proc = self._servers.get(name)
         if proc is not None:
             proc.poll()
-        if state["status"] in ("Creating", "InService"):
-            if not pid_alive(state.get("pid")):
-                state = folder.update(status="Failed", failure_reason=self._server_failure(folder))
-            elif state["status"] == "Creating" and ping(state["port"]):
+        if check and state["status"] in ("Creating", "InService"):
+            running, reason = self._server_running(folder, state)
+            if not running:
+                state = folder.update(status="Failed", failure_reason=reason)
+            elif state["status"] == "Creating" and state.get("port") and ping(state["port"]):
                 state = folder.update(status="InService", in_service=time.time())
         return folder, state
+
+    def _server_running(self, folder, state):
+        if pid_alive(state.get("pid")):
+            return True, None
+        return False, self._server_failure(folder)
 
     def _server_failure(self, folder):
         reason = jf.failure_message(folder, "training")
@@ -376,34 +409,45 @@ class LocalBackend(Backend):
         folder, state = self._endpoint_state(name)
         desc = {
             "EndpointName": name,
-            "EndpointArn": f"local:endpoint/{name}",
             "EndpointConfigName": state.get("endpoint_config"),
             "EndpointStatus": state["status"],
             "CreationTime": _time(state.get("created")),
             "LastModifiedTime": _time(os.path.getmtime(folder.state_file)),
-            "LocalUrl": f"http://127.0.0.1:{state['port']}",
-            "LocalEndpointFolder": folder.path,
-            "Keep": state.get("keep", False),
-            "OwnerPid": state.get("owner_pid"),
         }
+        if state.get("port"):
+            desc["LocalUrl"] = f"http://127.0.0.1:{state['port']}"
+        desc.update(self._describe_extra(folder, state))
         if state.get("failure_reason"):
             desc["FailureReason"] = state["failure_reason"]
         return desc
 
+    def _describe_extra(self, folder, state):
+        return {"EndpointArn": f"local:endpoint/{folder.name}", "LocalEndpointFolder": folder.path,
+                "Keep": state.get("keep", False), "OwnerPid": state.get("owner_pid")}
+
     def invoke_endpoint(self, name, body, content_type, accept):
-        folder, state = self._endpoint_state(name)
+        folder, state = self._endpoint_state(name, check=self._cheap_liveness)
+        if state["status"] != "InService" and not self._cheap_liveness:
+            folder, state = self._endpoint_state(name)
         if state["status"] != "InService":
-            raise SmRMagicError(f"local endpoint {name} is {state['status']}, not InService: "
+            raise SmRMagicError(f"{self.name} endpoint {name} is {state['status']}, not InService: "
                                 + ("wait for it (predictor.wait())" if state["status"] == "Creating"
                                    else "see predictor.failure_reason and predictor.logs()"))
         return self._connections.invoke(name, state["port"], body, content_type, accept)
 
     def read_endpoint_logs(self, name, cursor=None):
-        return _read_lines(self.endpoint_folder(name).log_file, cursor)
+        return self._server_log_lines(self.endpoint_folder(name), cursor)
+
+    def _server_log_lines(self, folder, cursor):
+        return _read_lines(folder.log_file, cursor)
 
     def delete_endpoint(self, name):
-        folder, state = self._endpoint_state(name)
+        folder, state = self._endpoint_state(name, check=self._cheap_liveness)
         self._connections.close(name)
+        self._stop_server(folder, state)
+        self._retire_endpoint(folder)
+
+    def _stop_server(self, folder, state):
         pid = state.get("pid")
         if pid_alive(pid):
             try:
@@ -412,15 +456,17 @@ class LocalBackend(Backend):
                 pass
             deadline = time.monotonic() + self.config.stop_timeout
             while pid_alive(pid) and time.monotonic() < deadline:
-                proc = self._servers.get(name)
+                proc = self._servers.get(folder.name)
                 if proc is not None:
                     proc.poll()
                 time.sleep(0.05)
             if pid_alive(pid):
                 os.killpg(pid, signal.SIGKILL)
-        proc = self._servers.pop(name, None)
+        proc = self._servers.pop(folder.name, None)
         if proc is not None:
             proc.wait(timeout=5)
+
+    def _retire_endpoint(self, folder):
         folder.update(status="Deleted", deleted=time.time())
 
     def list_endpoints(self, include_deleted=False):
