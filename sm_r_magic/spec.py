@@ -4,6 +4,7 @@ execute the same dicts. Nothing here does I/O."""
 
 import hashlib
 import json
+import secrets
 import time
 
 from . import __version__
@@ -18,12 +19,22 @@ PROCESS_PROGRAM = "process.R"
 INFERENCE_PROGRAM = "inference.R"
 
 
+_issued_names = set()
+
+
 def unique_name(base, salt="", now=None):
-    """base-YYYYmmdd-HHMMSS-xxxx: valid for SageMaker, sortable, unique per submission."""
+    """base-YYYYmmdd-HHMMSS-xxxx: valid for SageMaker, sortable, unique per submission.
+
+    xxxx is a short hash of the salt (e.g. the sourcedir sha256) and a random nonce; names issued by this
+    process never repeat (four hex digits alone collide often among many submissions in one second)."""
     now = time.time() if now is None else now
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now))
-    digest = hashlib.sha256(f"{base}{salt}{now!r}{time.perf_counter_ns()}".encode()).hexdigest()[:4]
-    return f"{base}-{stamp}-{digest}"
+    while True:
+        digest = hashlib.sha256(f"{base}{salt}{secrets.token_hex(8)}".encode()).hexdigest()[:4]
+        name = f"{base}-{stamp}-{digest}"
+        if name not in _issued_names:
+            _issued_names.add(name)
+            return name
 
 
 def tags(sourcedir_sha256, kind):

@@ -8,7 +8,7 @@ import json
 import os
 import re
 import shutil
-import time
+import subprocess
 
 import pytest
 
@@ -27,7 +27,7 @@ CELLS = [
     '%%r_train --backend local --name browser-fit --hp degree=2 --metric rmse="rmse: ([0-9.]+)"\n'
     'cat("fitting mpg ~ poly(wt, degree) on mtcars\\n")\n'
     "Sys.sleep(1.5)\n"
-    'fit <- lm(mpg ~ poly(wt, sm_hp("degree", 1)), data = mtcars)\n'
+    'fit <- lm(reformulate(sprintf("poly(wt, %d)", sm_hp("degree", 1)), "mpg"), data = mtcars)\n'
     'cat(sprintf("rmse: %.4f\\n", sqrt(mean(residuals(fit)^2))))\n'
     'saveRDS(fit, file.path(sm_model_dir(), "model.rds"))',
     "%%r_train --backend local --name browser-long --async\n"
@@ -41,21 +41,9 @@ CELLS = [
     'alpha <- sm_hp("alpha", 1)\n'
     "Sys.sleep(1)\n"
     'cat(sprintf("loss: %.3f\\n", 1 / alpha))',
-    # an endpoint handle over a stand-in backend: how the endpoint widget looks and answers
-    "import datetime\n"
-    "from sm_r_magic.predictor import Predictor\n\n"
-    "class DemoBackend:\n"
-    '    name = "local"\n'
-    "    def describe_endpoint(self, name):\n"
-    '        return {"EndpointStatus": "InService", "LocalUrl": "http://127.0.0.1:8080/invocations",\n'
-    '                "CreationTime": datetime.datetime.now(datetime.timezone.utc)}\n'
-    "    def invoke_endpoint(self, name, body, content_type, accept):\n"
-    '        return b"[21.37, 18.94]", "application/json"\n'
-    "    def read_endpoint_logs(self, name, cursor=None):\n"
-    "        return [], cursor\n"
-    "    def delete_endpoint(self, name):\n"
-    "        pass\n\n"
-    'Predictor(DemoBackend(), "mtcars-lm-endpoint")',
+    # a real local endpoint serving browser-fit's model (the Python variable the first cell made)
+    "%%r_deploy --backend local --model browser_fit --name browser-ep\n"
+    'model_fn <- function(model_dir) readRDS(file.path(model_dir, "model.rds"))',
 ]
 
 
@@ -83,8 +71,8 @@ def _notebook(path):
         json.dump(nb, fh)
 
 
-def _stop_leftover_jobs(local_root):
-    """A failed test must not leave the 60 s R job running: stop what is still InProgress."""
+def _stop_leftovers(local_root):
+    """A failed test must not leave the 60 s R job or the endpoint running: stop and delete them."""
     from sm_r_magic.backends.local import LocalBackend
     from sm_r_magic.config import RMagic
 
@@ -95,6 +83,27 @@ def _stop_leftover_jobs(local_root):
                 job.stop(wait=False)
         except Exception:
             pass
+    for predictor in backend.list_endpoints():
+        try:
+            predictor.delete()
+        except Exception:
+            pass
+
+
+def _r_prediction(wt):
+    """What R itself predicts with the browser-fit model."""
+    out = subprocess.run(["Rscript", "-e", "fit <- lm(mpg ~ poly(wt, 2), data = mtcars); "
+                          f"cat(sprintf('%.17g', predict(fit, data.frame(wt = {wt}))))"],
+                         capture_output=True, text=True, check=True)
+    return float(out.stdout)
+
+
+def _live_endpoints(local_root):
+    from sm_r_magic.backends.local import LocalBackend
+    from sm_r_magic.config import RMagic
+
+    return [p for p in LocalBackend(RMagic(local_root=str(local_root))).list_endpoints()
+            if p.status not in ("Deleted",)]
 
 
 def test_widgets_in_jupyterlab(tmp_path, r_available):
@@ -105,7 +114,6 @@ def test_widgets_in_jupyterlab(tmp_path, r_available):
     os.makedirs(SHOTS, exist_ok=True)
     local_root = tmp_path / "sm-root"
     env = {"SM_R_MAGIC_LOCAL_ROOT": str(local_root), "PYTHONPATH": REPO}
-    started = time.monotonic()
     with jupyterlab_server(tmp_path, env=env) as lab, sync_playwright() as pw:
         _notebook(os.path.join(lab.root, "widgets.ipynb"))
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
@@ -171,13 +179,15 @@ def test_widgets_in_jupyterlab(tmp_path, r_available):
             expect(form.locator(".smr-table")).to_contain_text("0.25")
             form.screenshot(path=os.path.join(SHOTS, "form-light.png"))
 
-            endpoint = None
-            if os.path.exists(os.path.join(REPO, "sm_r_magic", "predictor.py")):
-                endpoint = run(6)
-                expect(endpoint.locator('.smr-badge[data-status="InService"]')).to_be_visible(timeout=20_000)
-                endpoint.locator("button.smr-send").click()
-                expect(endpoint.locator(".smr-pre")).to_contain_text("21.37", timeout=10_000)
-                endpoint.screenshot(path=os.path.join(SHOTS, "endpoint-light.png"))
+            endpoint = run(6)
+            expect(endpoint.locator('.smr-badge[data-status="InService"]')).to_be_visible(timeout=30_000)
+            expect(endpoint.locator(".smr-kv")).to_contain_text("http://127.0.0.1:")
+            finished(endpoint)
+            endpoint.locator("button.smr-send").click()  # the example CSV row: wt = 2.62
+            response = endpoint.locator(".smr-scroll .smr-pre")
+            expect(response).to_contain_text("[", timeout=15_000)
+            assert json.loads(response.inner_text()) == pytest.approx([_r_prediction(2.62)], abs=1e-9)
+            endpoint.screenshot(path=os.path.join(SHOTS, "endpoint-light.png"))
 
             # dark theme, switched from the menu: the same live views re-styled by JupyterLab's variables
             page.get_by_role("menuitem", name="Settings").click()
@@ -190,8 +200,13 @@ def test_widgets_in_jupyterlab(tmp_path, r_available):
             cells.nth(3).screenshot(path=os.path.join(SHOTS, "failed-dark.png"))
             cells.nth(4).screenshot(path=os.path.join(SHOTS, "dashboard-dark.png"))
             cells.nth(5).screenshot(path=os.path.join(SHOTS, "form-dark.png"))
-            if endpoint is not None:
-                cells.nth(6).screenshot(path=os.path.join(SHOTS, "endpoint-dark.png"))
+            cells.nth(6).screenshot(path=os.path.join(SHOTS, "endpoint-dark.png"))
+
+            # Delete, confirmed: the endpoint's R process goes away
+            endpoint.locator("button.smr-delete").click()
+            endpoint.locator("button.smr-confirm-delete").click()
+            expect(endpoint.locator('.smr-badge[data-status="Deleted"]')).to_be_visible(timeout=20_000)
+            assert not _live_endpoints(local_root)
             page.screenshot(path=os.path.join(SHOTS, "notebook-dark.png"))
         except Exception:
             try:
@@ -201,5 +216,4 @@ def test_widgets_in_jupyterlab(tmp_path, r_available):
             raise
         finally:
             browser.close()
-            _stop_leftover_jobs(local_root)
-    assert time.monotonic() - started < 120
+            _stop_leftovers(local_root)

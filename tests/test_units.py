@@ -60,8 +60,9 @@ def test_hyperparameters_are_encoded_like_the_sdk():
 
 
 def test_unique_names_are_valid_and_distinct():
-    names = {spec.unique_name("a" * parsing.MAX_BASE_NAME, "x") for _ in range(50)}
-    assert len(names) == 50
+    now = 1_700_000_000.0  # one second: names must still be distinct
+    names = {spec.unique_name("a" * parsing.MAX_BASE_NAME, "x", now=now) for _ in range(2000)}
+    assert len(names) == 2000
     for name in names:
         assert len(name) <= 63
         parsing.validate_base_name(name[:parsing.MAX_BASE_NAME])
