@@ -87,8 +87,11 @@ def processing(code, *, name=None, backend=None, inputs=None, outputs=None, inst
 def train(code, *, name=None, backend=None, channels=None, hyperparameters=None, instance_type=None,
           instance_count=None, env=None, files=(), source_dir=None, packages=(), wait=None, dry_run=False,
           progress=None, raise_on_failure=True, volume_size=None, max_runtime=None, spot=False,
-          checkpoint_uri=None, metrics=None):
+          checkpoint_uri=None, max_wait=None, metrics=None):
     """Run R code as a training job. channels: name -> URI; hyperparameters: name -> JSON-able value."""
+    cfg = config()
+    _check_spot(spot, checkpoint_uri, max_wait, max_runtime or cfg.max_runtime,
+                (backend or cfg.backend).lower() == "sagemaker")
     cfg, be, base, src = _prepare(code, spec.TRAIN_PROGRAM, backend=backend, name=name, files=files,
                                   source_dir=source_dir, default_name="r-training")
     channels = {k: be.data_uri(v, f"--channel {k}") for k, v in (channels or {}).items()}
@@ -98,13 +101,26 @@ def train(code, *, name=None, backend=None, channels=None, hyperparameters=None,
         instance_type=instance_type or cfg.instance_type, instance_count=instance_count or cfg.instance_count,
         volume_size=volume_size or cfg.volume_size, max_runtime=max_runtime or cfg.max_runtime,
         environment=_extra_environment(env, packages, cfg, source_dir), sourcedir_sha256=src.sha256, spot=spot,
-        checkpoint_uri=checkpoint_uri, metric_definitions=metrics)
+        max_wait=max_wait, checkpoint_uri=checkpoint_uri, metric_definitions=metrics)
     if dry_run:
         return request
     be.upload(src, channels)
     job = be.submit("training", request)
     return _finish(job, wait=cfg.wait if wait is None else wait, progress=progress or cfg.progress,
                    raise_on_failure=raise_on_failure)
+
+
+def _check_spot(spot, checkpoint_uri, max_wait, max_runtime, on_sagemaker):
+    """Spot and checkpoint options, checked before anything is packaged or uploaded."""
+    if checkpoint_uri and on_sagemaker and not str(checkpoint_uri).startswith("s3://"):
+        raise SmRMagicError(f"--checkpoint-uri {checkpoint_uri!r}: give an s3:// URI (SageMaker syncs "
+                            "sm_checkpoint_dir() with it)")
+    if max_wait is not None:
+        if not spot:
+            raise SmRMagicError("--max-wait goes with --spot: it bounds the wait for spot capacity plus the run")
+        if max_wait < max_runtime:
+            raise SmRMagicError(f"--max-wait {max_wait} is shorter than the maximum runtime {max_runtime} s: "
+                                "give at least that (or a smaller --max-run)")
 
 
 def _resolve_model(model, be):
@@ -122,10 +138,8 @@ def _resolve_model(model, be):
         if known:
             model = known[-1]
     if isinstance(model, str) and not (model.endswith(".tar.gz") or model.startswith(("s3://", "file://"))):
-        try:
-            model = attach(model, backend=getattr(model, "backend_name", None))
-        except SmRMagicError:
-            model = _attach_anywhere(model)
+        model = _attach_anywhere(model, what=f"--model {model}: no training job of that name: give a handle, "
+                                             "a job name or a model.tar.gz path")
     if isinstance(model, Job):
         if model.kind != "training":
             raise SmRMagicError(f"--model {model.name} is a {model.kind} job: give a training job")
@@ -139,14 +153,21 @@ def _resolve_model(model, be):
     raise SmRMagicError(f"--model {model!r}: give a training job handle, a training job name or a model.tar.gz")
 
 
-def _attach_anywhere(name):
-    for backend_name in ("local", "docker", "sagemaker"):
+def _attach_anywhere(name, what=None):
+    """The configured backend first, then the others; the configured backend's error if none has it."""
+    cfg = config()
+    order = [cfg.backend] + [b for b in config_module.BACKENDS if b != cfg.backend]
+    first_error = None
+    for backend_name in order:
         try:
-            return get_backend(backend_name, config()).attach(name)
-        except Exception:
-            continue
-    raise SmRMagicError(f"--model {name}: no training job of that name: give a handle, a job name or a "
-                        "model.tar.gz path")
+            return get_backend(backend_name, cfg).attach(name)
+        except Exception as exc:  # a backend that is not set up (no Docker, no AWS) has no such job either
+            first_error = first_error or exc
+    if what:
+        raise SmRMagicError(what)
+    if isinstance(first_error, SmRMagicError):
+        raise SmRMagicError(f"{first_error} (looked in {', '.join(order)}: pass --backend to name one)") from None
+    raise SmRMagicError(f"no job or endpoint named {name!r} (looked in {', '.join(order)})")
 
 
 def parse_serverless(text):
@@ -218,9 +239,14 @@ def deploy(code=None, *, model=None, name=None, backend=None, instance_type=None
 
 
 def attach(name, backend=None):
-    """Re-open a job started earlier (this kernel, another one, or before a restart) by its name."""
-    be = get_backend(backend, config())
-    handle = be.attach(name)
+    """Re-open a job or endpoint started earlier (this kernel, another one, or before a restart) by its name.
+
+    Without a backend, the configured one is searched first, then the others (after a kernel restart the
+    configured backend is `local` again, while the job may be on SageMaker)."""
+    if backend:
+        handle = get_backend(backend, config()).attach(name)
+    else:
+        handle = _attach_anywhere(name)
     if hasattr(handle, "endpoint_name"):
         return SESSION.add_endpoint(handle)
     return SESSION.add_job(handle)

@@ -173,7 +173,7 @@ class AwsSession:
                 return configured
             if not re.match(r"^[\w+=,.@/-]{1,64}$", configured):
                 raise SmRMagicError(f"{configured!r} is not an IAM role name or ARN: {ROLE_HINT}")
-            return f"arn:{self.partition}:iam::{self.account}:role/{configured.strip('/')}"
+            return self.role_arn_of(configured.strip("/"))
         if self._discovered_role is None:
             self._discovered_role = self.discover_role()
         if not self._discovered_role:
@@ -185,6 +185,8 @@ class AwsSession:
         from botocore.exceptions import ClientError
 
         metadata = read_resource_metadata()
+        if ROLE_ARN.match(metadata.get("ExecutionRoleArn") or ""):  # Studio apps write it in the file
+            return metadata["ExecutionRoleArn"]
         sm = self.client("sagemaker")
         try:
             if metadata.get("DomainId"):  # Studio (user profile or shared space)
@@ -214,12 +216,22 @@ class AwsSession:
             return arn
         role = role_from_assumed_role(arn)
         if role:
-            name = role.rsplit("/", 1)[1]
-            try:  # the assumed-role ARN drops the role's path: IAM knows the full ARN
-                return self.client("iam").get_role(RoleName=name)["Role"]["Arn"]
-            except ClientError:
-                return role
+            return self.role_arn_of(role.rsplit("/", 1)[1])
         return None
+
+    def role_arn_of(self, name):
+        """The full ARN of a role in this account. A role name (and an assumed-role ARN) lacks the role's
+        path, which SageMaker needs: IAM knows it; without iam:GetRole, SageMaker's own roles are known to
+        live under /service-role/ (as the SageMaker SDK assumes too)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if "/" in name:  # a path was given: path/name
+            return f"arn:{self.partition}:iam::{self.account}:role/{name}"
+        try:
+            return self.client("iam").get_role(RoleName=name)["Role"]["Arn"]
+        except (ClientError, BotoCoreError):
+            path = "service-role/" if name.startswith("AmazonSageMaker-ExecutionRole") else ""
+            return f"arn:{self.partition}:iam::{self.account}:role/{path}{name}"
 
 
 def read_resource_metadata():

@@ -98,8 +98,13 @@ class Job:
 
     @property
     def failure_reason(self):
+        """Why the job failed: the container's own message (ExitMessage, from /opt/ml/output/message) and
+        SageMaker's FailureReason, which for processing jobs is often only "AlgorithmError: See job logs"."""
         desc = self._cached()
-        return desc.get("FailureReason") or desc.get("ExitMessage")
+        exit_message, reason = desc.get("ExitMessage"), desc.get("FailureReason")
+        if exit_message and reason and reason.strip() not in exit_message:
+            return f"{exit_message.rstrip()}\n({reason.strip()})" if exit_message.strip() not in reason else reason
+        return exit_message or reason
 
     @property
     def model_data(self):

@@ -140,7 +140,10 @@ class RMagics(Magics):
     @argument("--metric", action="append", metavar="NAME=REGEX",
               help="Metric parsed from the logs: a regex whose group 1 is the value (repeatable).")
     @argument("--spot", action="store_true", help="Use managed spot training (sagemaker).")
-    @argument("--checkpoint-uri", metavar="S3_URI", help="Checkpoints for spot training (sagemaker).")
+    @argument("--checkpoint-uri", metavar="S3_URI",
+              help="S3 URI synced with sm_checkpoint_dir(), so a restarted (spot) job resumes (sagemaker).")
+    @argument("--max-wait", type=int, metavar="SECONDS",
+              help="With --spot: the most seconds to wait for spot capacity plus the run (default --max-run).")
     @_common
     @cell_magic
     def r_train(self, line, cell):
@@ -155,7 +158,7 @@ class RMagics(Magics):
             kwargs = dict(channels=parsing.parse_channels(args.channel),
                           hyperparameters=parsing.parse_hyperparameters(args.hp, args.hyperparameters),
                           metrics=parsing.parse_metrics(args.metric), spot=args.spot,
-                          checkpoint_uri=args.checkpoint_uri, **_job_kwargs(args))
+                          checkpoint_uri=args.checkpoint_uri, max_wait=args.max_wait, **_job_kwargs(args))
         return self._run(args, lambda **over: api.train(cell, **{**kwargs, **over}), "training", kwargs)
 
     @magic_arguments()

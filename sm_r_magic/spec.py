@@ -90,8 +90,8 @@ def training_request(*, job_name, image, code_uri, channels, hyperparameters, ou
     if spot:
         request["EnableManagedSpotTraining"] = True
         request["StoppingCondition"]["MaxWaitTimeInSeconds"] = int(max_wait or max_runtime)
-        if checkpoint_uri:
-            request["CheckpointConfig"] = {"S3Uri": checkpoint_uri, "LocalPath": "/opt/ml/checkpoints"}
+    if checkpoint_uri:  # synced both ways with sm_checkpoint_dir(); with spot, a restarted job resumes from it
+        request["CheckpointConfig"] = {"S3Uri": checkpoint_uri, "LocalPath": "/opt/ml/checkpoints"}
     return request
 
 

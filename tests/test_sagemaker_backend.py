@@ -43,6 +43,7 @@ def fast(monkeypatch):
     monkeypatch.setattr(SageMakerBackend, "log_interval", 0.0)
     monkeypatch.setattr(SageMakerBackend, "stream_rescan", 0.0)
     monkeypatch.setattr(SageMakerBackend, "poll_interval", (0.02, 0.1))
+    monkeypatch.setattr(SageMakerBackend, "final_log_lag", 0.0)
 
 
 @pytest.fixture
@@ -264,6 +265,24 @@ def test_async_and_dry_run(shell, moto_server, fast, mtcars_csv, capsys):
     assert error is None and shell.user_ns["j"].backend_name == "sagemaker"
 
 
+def test_spot_and_checkpoint_options(shell, moto_server, fast, capsys):
+    configure_shell(shell)
+    line = "--backend sagemaker --dry-run --spot --max-run 3600 --max-wait 7200 --checkpoint-uri s3://b/ckpt/"
+    _, error = run_cell(shell, "r_train", line, TRAIN)
+    assert error is None
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["EnableManagedSpotTraining"] is True
+    assert printed["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600, "MaxWaitTimeInSeconds": 7200}
+    assert printed["CheckpointConfig"] == {"S3Uri": "s3://b/ckpt/", "LocalPath": "/opt/ml/checkpoints"}
+    for bad, expected in [("--checkpoint-uri ./ckpt", "give an s3:// URI"),
+                          ("--max-wait 7200", "--max-wait goes with --spot"),
+                          ("--spot --max-run 3600 --max-wait 60", "shorter than the maximum runtime 3600")]:
+        _, error = run_cell(shell, "r_train", f"--backend sagemaker {bad}", TRAIN)
+        assert type(error).__name__ == "UsageError" and expected in str(error), (bad, error)
+    assert moto_server.client("s3").list_buckets()["Buckets"] == []  # nothing uploaded
+    assert moto_server.client("sagemaker").list_training_jobs()["TrainingJobSummaries"] == []
+
+
 # -- dedup ---------------------------------------------------------------------------------------------------
 
 def test_resubmission_uploads_nothing(sm, moto_server, mtcars_csv, tmp_path):
@@ -439,9 +458,27 @@ def test_role_conversions():
     assert not aws.image_has_registry("sm-r-magic:latest") and not aws.image_has_registry("library/r:4")
 
 
-def test_role_name_becomes_arn(sm):
+def test_role_name_becomes_arn(sm, moto_server, tmp_path, monkeypatch):
+    iam = moto_server.client("iam")
+    trust = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+    iam.create_role(RoleName="MyExecRole", Path="/service-role/", AssumeRolePolicyDocument=trust)
     sm.config.role = "MyExecRole"
-    assert sm.role() == "arn:aws:iam::123456789012:role/MyExecRole"
+    assert sm.role() == "arn:aws:iam::123456789012:role/service-role/MyExecRole"  # the path, from IAM
+    # IAM does not know it (or GetRole is denied): SageMaker's own roles live under /service-role/
+    sm.config.role = "AmazonSageMaker-ExecutionRole-20240101T000000"
+    assert sm.role() == "arn:aws:iam::123456789012:role/service-role/AmazonSageMaker-ExecutionRole-20240101T000000"
+    sm.config.role = "Other"
+    assert sm.role() == "arn:aws:iam::123456789012:role/Other"
+    sm.config.role = "teams/Other"
+    assert sm.role() == "arn:aws:iam::123456789012:role/teams/Other"
+    # Studio apps also write the role into the metadata file: no API call needed
+    metadata = tmp_path / "resource-metadata.json"
+    metadata.write_text(json.dumps({"DomainId": "d-none", "UserProfileName": "u",
+                                    "ExecutionRoleArn": "arn:aws:iam::123456789012:role/service-role/StudioRole"}))
+    monkeypatch.setenv(aws.METADATA_ENV, str(metadata))
+    sm.config.role = ""
+    assert SageMakerBackend(sm.config).role() == "arn:aws:iam::123456789012:role/service-role/StudioRole"
 
 
 # -- watching: status transitions, failure display, billable time -------------------------------------------
@@ -494,15 +531,23 @@ def test_failed_job_in_a_cell_shows_the_reason(shell, moto_server, fast):
     assert shell.user_ns["doomed"].status == "Failed"
 
 
-def test_processing_failure_uses_exit_message(sm, moto_server):
+def test_processing_failure_uses_exit_message(sm, moto_server, capsys):
+    """SageMaker puts the container's /opt/ml/output/message in ExitMessage; its FailureReason for a
+    processing job is generic. The R error must be what the user sees."""
     def fail(moto_job):
         moto_job.processing_job_status = "Failed"
-        moto_job.exit_message = "Error in read.csv(): no such file"
-        moto_job.failure_reason = None
+        moto_job.exit_message = "Error in read.csv(): no such file\nTraceback (innermost last):\n  1: read.csv(f)"
+        moto_job.failure_reason = "AlgorithmError: See job logs for more information"
 
     on_create(sm, "processing", fail)
-    with pytest.raises(JobFailed, match="no such file"):
-        api.processing(PROCESS, progress="none")
+    with pytest.raises(JobFailed) as info:
+        api.processing(PROCESS)
+    message = str(info.value)
+    assert "Error in read.csv(): no such file" in message and "1: read.csv(f)" in message
+    assert "AlgorithmError: See job logs" in message  # SageMaker's own word is kept, after the R error
+    out = capsys.readouterr().out
+    assert "Error in read.csv(): no such file" in out
+    assert out.index("Error in read.csv()") < out.index("AlgorithmError")
 
 
 def test_describes_are_cached_and_polling_backs_off(moto_server, settings, monkeypatch):
@@ -538,7 +583,7 @@ def test_reuse_time_grows_with_watching(settings):
     assert backend._ttl(key, 0.0) == 0.0  # 0 switches the cache off
 
 
-def test_not_found_and_attach(sm, moto_server):
+def test_not_found_and_attach(sm, moto_server, settings):
     with pytest.raises(SmRMagicError, match="no SageMaker training job named nope"):
         sm.describe_job("training", "nope")
     with pytest.raises(SmRMagicError, match="no SageMaker job or endpoint named nope"):
@@ -553,6 +598,12 @@ def test_not_found_and_attach(sm, moto_server):
     assert api.attach(second.name).kind == "training"
     names = [j.name for j in sm.list_jobs()]
     assert names == [first.name, second.name, other.name]
+    # after a kernel restart the configured backend is local again: %r_attach NAME still finds the job
+    settings.backend = "local"
+    again = api.attach(first.name)
+    assert again.backend_name == "sagemaker" and again.kind == "training"
+    with pytest.raises(SmRMagicError, match=r"no local job named nope .*looked in local, docker, sagemaker"):
+        api.attach("nope")
 
 
 # -- stop ----------------------------------------------------------------------------------------------------
@@ -637,6 +688,34 @@ def test_log_reads_are_throttled_while_running(sm, moto_server, monkeypatch):
     backend_jobs("training")[job.name].training_job_status = "Completed"
     job.describe()
     assert job.poll_logs() == ["two"]  # the job ended: its last lines are read at once
+
+
+def test_last_lines_written_after_the_job_ended_are_shown(sm, moto_server, monkeypatch, capsys):
+    """CloudWatch lags: the traceback of a job that just failed arrives a moment after the job has ended.
+    Waiting for the job reads the logs once more `final_log_lag` seconds after its end."""
+    monkeypatch.setattr(SageMakerBackend, "final_log_lag", 1.5)
+    logs = moto_server.client("logs")
+    timers = []
+
+    def fail_now(job):
+        job.training_job_status = "Failed"
+        job.failure_reason = "AlgorithmError: see the logs"
+        job.training_end_time = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+        stream = f"{job.training_job_name}/algo-1-1"
+        put_events(logs, "/aws/sagemaker/TrainingJobs", stream, ["fitting"])
+        timers.append(threading.Timer(0.5, put_events, (logs, "/aws/sagemaker/TrainingJobs", stream,
+                                                        ["Error in fit(): singular matrix"])))
+        timers[-1].start()
+
+    on_create(sm, "training", fail_now)
+    try:
+        with pytest.raises(JobFailed):
+            api.train(TRAIN, name="late-lines")
+    finally:
+        for timer in timers:
+            timer.cancel()
+    out = capsys.readouterr().out
+    assert "fitting" in out and "Error in fit(): singular matrix" in out
 
 
 # -- endpoints -----------------------------------------------------------------------------------------------

@@ -63,6 +63,7 @@ class SageMakerBackend(Backend):
     describe_ttl = 5.0           # a description is reused at least this long (0: no cache), see _ttl()
     log_interval = 5.0           # CloudWatch Logs is read at least this far apart while a job runs (0: always)
     stream_rescan = 60.0         # list a job's log streams again at most this often, until all instances have one
+    final_log_lag = 5.0          # CloudWatch shows a job's last lines a few seconds after it ended: wait that long
     ttl_growth = 0.1             # the reuse time grows to this fraction of the time the job has been watched
 
     def __init__(self, config):
@@ -128,6 +129,7 @@ class SageMakerBackend(Backend):
     def check_ready(self):
         """Region, image, role and bucket name, in that order; nothing is created or uploaded."""
         session = self.session  # region
+        session.identity()  # credentials: one line now, not a botocore traceback at the first S3 call
         aws.check_image(self.config.image)
         session.role_arn(self.config.role)
         self.bucket()
@@ -161,7 +163,8 @@ class SageMakerBackend(Backend):
 
     def _file_sha(self, path):
         st = os.stat(path)
-        key = (path, st.st_size, st.st_mtime_ns)
+        # ctime changes on every write and cannot be set back (unlike mtime): a rewritten file is re-hashed
+        key = (path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
         if key not in self._hashes:
             self._hashes[key] = _hash_file(path)
         return self._hashes[key]
@@ -256,11 +259,13 @@ class SageMakerBackend(Backend):
     def upload(self, sourcedir, data_uris=()):
         """sourcedir.tar.gz and any local data the request names, each only if not already in S3."""
         from boto3.exceptions import S3UploadFailedError
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import ClientError, NoCredentialsError
 
-        self.ensure_bucket()
         try:
+            self.ensure_bucket()
             return self._upload(sourcedir, data_uris)
+        except NoCredentialsError:
+            raise SmRMagicError(aws.CREDENTIALS_HINT) from None
         except (ClientError, S3UploadFailedError) as exc:
             detail = f"{aws.error_code(exc)}: {aws.error_message(exc)}" if isinstance(exc, ClientError) else str(exc)
             raise SmRMagicError(f"could not upload to s3://{self.bucket()}/{self.prefix} ({detail}): check the "
@@ -379,9 +384,26 @@ class SageMakerBackend(Backend):
         final = desc.get(STATUS_KEY[kind]) in ("Completed", "Failed", "Stopped")
         if self._too_soon((kind, name), cursor, final):
             return [], cursor
+        if final and not (cursor or {}).get("drained"):
+            self._wait_for_last_lines(desc)
         instances = (desc.get("ResourceConfig") or desc.get("ProcessingResources", {}).get("ClusterConfig")
                      or {}).get("InstanceCount")
-        return self._tail(LOG_GROUP[kind], f"{name}/", cursor, expected_streams=instances)
+        lines, cursor = self._tail(LOG_GROUP[kind], f"{name}/", cursor, expected_streams=instances)
+        if final:
+            cursor["drained"] = True
+        return lines, cursor
+
+    def _wait_for_last_lines(self, desc):
+        """The first read after a job ended waits until `final_log_lag` seconds after its end, so that the
+        last lines (an R traceback) have reached CloudWatch; a job seen ending long ago costs nothing."""
+        import datetime
+
+        ended = (desc.get("TrainingEndTime") or desc.get("ProcessingEndTime") or desc.get("LastModifiedTime"))
+        if not isinstance(ended, datetime.datetime) or ended.tzinfo is None:
+            return
+        since = (datetime.datetime.now(datetime.timezone.utc) - ended).total_seconds()
+        if 0 <= since < self.final_log_lag:
+            time.sleep(self.final_log_lag - since)
 
     def read_endpoint_logs(self, name, cursor=None):
         if self._too_soon(("endpoint", name), cursor, False):

@@ -110,6 +110,14 @@ sm_model_dir <- function() {
   path
 }
 
+# Files here survive a spot interruption: SageMaker syncs the folder with --checkpoint-uri (locally it is in the
+# job folder). Write checkpoints here and look for one at the start of training.
+sm_checkpoint_dir <- function() {
+  path <- file.path(.sm_root(), "checkpoints")
+  dir.create(path, recursive = TRUE, showWarnings = FALSE)
+  path
+}
+
 sm_output_data_dir <- function() {
   path <- Sys.getenv("SM_OUTPUT_DATA_DIR", file.path(.sm_root(), "output", "data"))
   dir.create(path, recursive = TRUE, showWarnings = FALSE)
