@@ -73,8 +73,9 @@ sm_fetch <- function(uri, dest) {
   }
 }
 
-.sm_format_call <- function(call) {
-  text <- paste(deparse(call, width.cutoff = 80L, nlines = 1L), collapse = "")
+.sm_format_call <- function(call, width = 100L) {
+  text <- paste(trimws(deparse(call, width.cutoff = 100L)), collapse = " ")
+  if (nchar(text) > width) text <- paste0(substr(text, 1L, width - 3L), "...")
   srcref <- attr(call, "srcref")
   if (!is.null(srcref)) {
     file <- basename(utils::getSrcFilename(srcref))
@@ -83,18 +84,25 @@ sm_fetch <- function(uri, dest) {
   text
 }
 
-# The user's frames of the call stack at the time of the error, innermost last.
+# tryCatch()'s own machinery: noise in a user's traceback.
+.sm_internal_frames <- c("tryCatchList", "tryCatchOne", "doTryCatch", "withCallingHandlers", ".handleSimpleError")
+
+# The user's frames of the call stack at the time of the error, innermost last. `calls` is sys.calls()
+# inside our calling handler: the frames after source()'s eval(), without the handler's own frames
+# (.handleSimpleError(h, ...) then h(...) for stop("text"); the handler itself for stop(condition)).
 .sm_user_trace <- function(calls) {
-  is_eval <- vapply(calls, function(call) identical(call[[1]], quote(eval)), TRUE)
+  calls <- calls[-length(calls)]  # the calling handler's own frame
+  fn_name <- function(call) if (is.name(call[[1]])) as.character(call[[1]]) else ""
+  names <- vapply(calls, fn_name, "")
+  is_eval <- names == "eval"
   start <- if (any(is_eval)) max(which(is_eval)) + 1L else 1L
-  handler <- which(vapply(calls, function(call) {
-    fn <- call[[1]]
-    is.name(fn) && as.character(fn) %in% c(".handleSimpleError", "h")
-  }, TRUE))
-  end <- if (length(handler[handler >= start])) min(handler[handler >= start]) - 1L else length(calls)
+  handler <- which(names == ".handleSimpleError")
+  handler <- handler[handler >= start]
+  end <- if (length(handler)) min(handler) - 1L else length(calls)
   if (end < start) return(character())
-  frames <- calls[seq.int(start, end)]
-  vapply(frames, .sm_format_call, "")
+  keep <- seq.int(start, end)
+  keep <- keep[!names[keep] %in% .sm_internal_frames]
+  vapply(calls[keep], .sm_format_call, "")
 }
 
 # Run the user's program; on error write the message and a short traceback to failure_file
@@ -117,7 +125,15 @@ sm_fetch <- function(uri, dest) {
         source(path, local = globalenv(), keep.source = TRUE, echo = FALSE)
         NULL
       },
-      error = function(e) trace <<- .sm_user_trace(sys.calls())
+      error = function(e) trace <<- .sm_user_trace(sys.calls()),
+      warning = function(w) {
+        # A top-level warning's call is source()'s eval(ei, envir): say "Warning:" as R does at top level
+        call <- conditionCall(w)
+        if (!is.null(call) && identical(call[[1]], quote(eval))) {
+          message("Warning: ", conditionMessage(w))
+          invokeRestart("muffleWarning")
+        }
+      }
     ),
     error = function(e) e
   )
