@@ -4,6 +4,7 @@
     python scripts/gen_reference.py --check  # exit 1 when README.md is out of date (a test runs this)
 """
 
+import os
 import re
 import sys
 import textwrap
@@ -15,7 +16,15 @@ MAGICS = [("%%r_processing", "r_processing"), ("%%r_train", "r_train"), ("%%r_de
           ("%r_endpoints", "r_endpoints"), ("%r_jobs", "r_jobs"), ("%r_attach", "r_attach"), ("%r_image", "r_image")]
 
 
+def _fixed_environment():
+    """The same text whatever the terminal width and the SM_R_MAGIC_* settings of whoever runs this."""
+    os.environ["COLUMNS"] = "80"  # argparse wraps help to the terminal width
+    for name in [n for n in os.environ if n.startswith("SM_R_MAGIC_")]:
+        del os.environ[name]
+
+
 def reference():
+    _fixed_environment()
     from sm_r_magic.config import RMagic
     from sm_r_magic.magics import RMagics
 

@@ -2,6 +2,7 @@
 environment (`SM_R_MAGIC_BACKEND=...`). Precedence: %config / ipython_config > environment > default."""
 
 import os
+import sys
 
 from traitlets import Bool, CaselessStrEnum, Int, Unicode, default
 from traitlets.config import Configurable
@@ -54,6 +55,8 @@ class RMagic(Configurable):
         self._apply_environment(set(kwargs))
 
     def _apply_environment(self, explicit):
+        """SM_R_MAGIC_<NAME> variables, unless %config/ipython_config gave the setting. A bad value is
+        ignored with a one-line warning naming the variable: it must not stop the magics from loading."""
         configured = set(self.config.get(type(self).__name__, {}))
         for name in self.trait_names(config=True):
             value = os.environ.get(ENV_PREFIX + name.upper())
@@ -61,10 +64,10 @@ class RMagic(Configurable):
                 continue
             try:
                 setattr(self, name, self.traits()[name].from_string(value))
-            except Exception as exc:  # a bad environment value must say which variable
-                from .errors import SmRMagicError
-
-                raise SmRMagicError(f"{ENV_PREFIX}{name.upper()}={value!r} is not valid: {exc}") from None
+            except Exception as exc:
+                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                sys.stderr.write(f"sm-r-magic: ignoring {ENV_PREFIX}{name.upper()}={value!r} ({reason}); "
+                                 f"using RMagic.{name} = {getattr(self, name)!r}\n")
 
     def describe(self):
         return {name: getattr(self, name) for name in sorted(self.trait_names(config=True))}

@@ -1,6 +1,7 @@
 """Pure parsing and validation of magic options: every failure is an SmRMagicError with one line."""
 
 import json
+import math
 import re
 
 from .errors import SmRMagicError
@@ -70,9 +71,13 @@ def parse_env(items):
 def parse_hp_value(text):
     """--hp values are JSON when they parse (0.5, true, [1,2]), else plain strings ("mpg ~ wt")."""
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except ValueError:
         return text
+    # NaN/Infinity are not JSON: SageMaker and R get the text, and sm_hp(name, 1.0) reads it as a number
+    if isinstance(value, float) and not math.isfinite(value):
+        return text
+    return value
 
 
 def parse_hyperparameters(items=(), json_text=None):

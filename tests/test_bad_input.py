@@ -33,6 +33,10 @@ def usage_error(shell, magic, line, cell, capsys):
     ("r_train", "--name " + "a" * 50, "x <- 1", "at most 42"),
     ("r_train", "--as 1abc", "x <- 1", "not a Python variable name"),
     ("r_train", "--instance-count 0", "x <- 1", "at least 1"),
+    ("r_train", "--max-run -5", "x <- 1", "--max-run -5: give a whole number of at least 1"),
+    ("r_processing", "--max-run 0", "x <- 1", "--max-run 0: give a whole number of at least 1"),
+    ("r_train", "--volume-size 0", "x <- 1", "--volume-size 0: give a whole number of at least 1"),
+    ("r_train", "--max-wait 100", "x <- 1", "--max-wait goes with --spot"),
     ("r_train", "--env 1BAD=x", "x <- 1", "malformed --env"),
     ("r_train", "--backend nowhere", "x <- 1", "invalid choice: 'nowhere'"),
     ("r_train", "--file /nope/helpers.R", "x <- 1", "--file '/nope/helpers.R' does not exist"),
@@ -65,6 +69,15 @@ def test_r_not_installed_says_what_to_do(shell, local_root, capsys):
     assert "R is not installed" in message
     assert "apt-get install r-base-core" in message and "--backend docker" in message
     assert not local_root.exists()
+
+
+def test_unwritable_local_root_is_one_line(shell, tmp_path, capsys, monkeypatch, r_available):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    shell.run_line_magic("config", f'RMagic.local_root = "{blocker}/sm-root"')
+    message = usage_error(shell, "r_train", "", "x <- 1", capsys)
+    assert f"cannot keep local jobs under {blocker}/sm-root" in message and "RMagic.local_root" in message
+    assert blocker.read_text() == "not a folder"
 
 
 def test_input_name_code_is_reserved(shell, local_root, capsys, mtcars_csv):

@@ -92,9 +92,11 @@ cat("flag", isTRUE(sm_hp("flag")), "\\n")
 cat("formula", sm_hp("formula"), "\\n")
 cat("missing", sm_hp("nope", "dflt"), "\\n")
 cat("list", paste(sm_hp("layers"), collapse = "+"), "\\n")
+cat("limits", sm_hp("tol", 1.0), sm_hp("max", 1.0), "\\n")
 '''
     _, error = run_cell(shell, "r_train", "--hyperparameters '{\"alpha\": 0.25, \"layers\": [2, 3]}' "
-                        "--hp n=4 --hp flag=true --hp formula=\"mpg ~ wt\" --as j", code)
+                        "--hp n=4 --hp flag=true --hp formula=\"mpg ~ wt\" --hp tol=NaN --hp max=Infinity --as j",
+                        code)
     assert error is None
     logs = shell.user_ns["j"].logs()
     assert "alpha 0.5 numeric" in logs
@@ -103,6 +105,7 @@ cat("list", paste(sm_hp("layers"), collapse = "+"), "\\n")
     assert "formula mpg ~ wt" in logs
     assert "missing dflt" in logs
     assert "list 2+3" in logs
+    assert "limits NaN Inf" in logs
 
 
 def test_container_decodes_hyperparameters_encoded_by_other_clients(tmp_path, r_available):
@@ -140,6 +143,33 @@ def test_failure_shows_r_error_and_traceback(shell, local_root):
     assert os.path.isdir(job.local_folder)
     rendered = "\n".join(result.error_in_exec._render_traceback_())
     assert "boom: bad input" in rendered and "Traceback" in rendered and job.local_folder in rendered
+
+
+def test_traceback_holds_the_users_frames_and_warnings_read_like_r(shell, local_root):
+    """No frames of our own error handler or of tryCatch's machinery; a user function named h is kept;
+    long calls are shortened, not cut mid-word into the next line; top-level warnings say "Warning:"."""
+    code = ('h <- function() tryCatch(stop("inner"), error = function(e) stop(paste("outer:", conditionMessage(e))))\n'
+            'x <- as.integer("a")\n'
+            'h()\n')
+    result = shell.run_cell(f"%%r_train --name traced --as traced\n{code}")
+    assert isinstance(result.error_in_exec, JobFailed)
+    job = shell.user_ns["traced"]
+    lines = job.failure_reason.splitlines()
+    assert lines[0] == "Error in value[[3L]](cond): outer: inner"
+    frames = [line.split(": ", 1)[1] for line in lines[2:]]
+    assert frames[0] == "h() at train.R#3"
+    assert frames[-1] == 'stop(paste("outer:", conditionMessage(e))) at train.R#1'
+    assert not any(f.startswith(("tryCatchList", "tryCatchOne", "doTryCatch", "(function", ".handleSimpleError"))
+                   for f in frames)
+    assert "Warning: NAs introduced by coercion" in job.logs() and "eval(ei, envir)" not in job.logs()
+
+    code = ('g <- function(x) stop(sprintf("value %s is bad and this message is long enough to pass the width", x))\n'
+            'library(surely.not.installed)\n')
+    shell.run_cell(f"%%r_train --name pkg --as pkg\n{code}")
+    lines = shell.user_ns["pkg"].failure_reason.splitlines()
+    assert lines[0].startswith("Error in library(surely.not.installed): there is no package called")
+    assert [line.split(": ", 1)[1] for line in lines[2:]] == [
+        "library(surely.not.installed) at train.R#2", "stop(packageNotFoundError(package, lib.loc, sys.call()))"]
 
 
 def test_async_returns_at_once_and_wait_finishes(shell, capsys):
@@ -261,6 +291,21 @@ def test_config_and_environment(shell, monkeypatch):
     monkeypatch.setenv("SM_R_MAGIC_MAX_RUNTIME", "60")
     fresh = config.RMagic()
     assert fresh.backend == "sagemaker" and fresh.max_runtime == 60
+
+
+def test_bad_environment_value_is_ignored_with_one_line(shell, monkeypatch, capsys):
+    """A typo in the environment must not keep the magics from loading."""
+    monkeypatch.setenv("SM_R_MAGIC_BACKEND", "bogus")
+    monkeypatch.setenv("SM_R_MAGIC_MAX_RUNTIME", "an hour")
+    shell.run_line_magic("reload_ext", "sm_r_magic")
+    err = capsys.readouterr().err
+    assert "ignoring SM_R_MAGIC_BACKEND='bogus'" in err and "using RMagic.backend = 'local'" in err
+    assert "ignoring SM_R_MAGIC_MAX_RUNTIME='an hour'" in err
+    assert "Traceback" not in err
+    assert "r_train" in shell.magics_manager.magics["cell"]
+    from sm_r_magic import config
+
+    assert config.current().backend == "local" and config.current().max_runtime == 86400
 
 
 def test_load_ext_is_fast_and_light():

@@ -48,6 +48,8 @@ def test_sourcedir_rejects_program_clash(tmp_path):
 def test_hp_values_are_json_when_they_parse():
     hps = parsing.parse_hyperparameters(["a=0.5", "b=true", "c=mpg ~ wt", 'd="0.5"', "e=[1,2]", "f=null"])
     assert hps == {"a": 0.5, "b": True, "c": "mpg ~ wt", "d": "0.5", "e": [1, 2], "f": None}
+    # not JSON numbers: kept as text, so the request stays valid JSON
+    assert parsing.parse_hyperparameters(["tol=NaN", "max=Infinity"]) == {"tol": "NaN", "max": "Infinity"}
 
 
 def test_hyperparameters_are_encoded_like_the_sdk():

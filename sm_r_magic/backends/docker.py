@@ -137,6 +137,7 @@ class DockerBackend(LocalBackend):
     _warned = set()
 
     def check_ready(self):
+        self.check_root()
         self.docker = docker_cli()
         image_id, digest = check_image(self.image(), self.docker)
         if digest and image_id not in self._warned:

@@ -88,6 +88,16 @@ class LocalBackend(Backend):
     # -- before submission -------------------------------------------------------------------------------
     def check_ready(self):
         rtools.require_rscript(self.config.rscript)
+        self.check_root()
+
+    def check_root(self):
+        """The artifact root must be a folder we can write, or one we can create (nothing is created here)."""
+        path = self.root
+        while not os.path.exists(path) and os.path.dirname(path) != path:
+            path = os.path.dirname(path)
+        if not os.path.isdir(path) or not os.access(path, os.W_OK | os.X_OK):
+            raise SmRMagicError(f"cannot keep local jobs under {self.root} ({path} is not a writable folder): "
+                                '%config RMagic.local_root = "~/sm-r-magic" (or set SM_R_MAGIC_LOCAL_ROOT)')
 
     def code_uri(self, sourcedir):
         return os.path.join(self.root, "sourcedir", sourcedir.sha256, spec.SOURCEDIR_NAME)

@@ -50,7 +50,8 @@ sm_hp <- function(name, default) {
   convert <- switch(typeof(default), integer = as.integer, double = as.numeric, logical = as.logical,
                     character = as.character, identity)
   converted <- suppressWarnings(convert(value))
-  if (anyNA(converted) && !anyNA(value)) {
+  # NaN from "NaN" is a number, not a failed conversion
+  if (any(is.na(converted) & !is.nan(converted)) && !anyNA(value)) {
     stop(sprintf("hyperparameter '%s' = '%s' is not a valid %s", name, paste(value, collapse = ","), typeof(default)),
          call. = FALSE)
   }
