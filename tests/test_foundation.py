@@ -171,6 +171,13 @@ def test_traceback_holds_the_users_frames_and_warnings_read_like_r(shell, local_
     assert [line.split(": ", 1)[1] for line in lines[2:]] == [
         "library(surely.not.installed) at train.R#2", "stop(packageNotFoundError(package, lib.loc, sys.call()))"]
 
+    # an error inside our helpers points at the call the user wrote, not at the helpers' insides
+    shell.run_cell('%%r_train --name helper --as helper\nread_train <- function() sm_channel("train")\nread_train()\n')
+    lines = shell.user_ns["helper"].failure_reason.splitlines()
+    assert lines[0].startswith("Error: channel 'train' was not given: pass --channel train=URI")
+    assert [line.split(": ", 1)[1] for line in lines[2:]] == ["read_train() at train.R#2",
+                                                              'sm_channel("train") at train.R#1']
+
 
 def test_async_returns_at_once_and_wait_finishes(shell, capsys):
     t0 = time.monotonic()
@@ -242,6 +249,89 @@ def test_reattach_by_name_after_restart(shell, local_root):
     assert out.splitlines() == ["Completed hello from R", name]
     handle = shell.run_line_magic("r_attach", name)
     assert handle.status == "Completed"
+
+
+def test_training_toolkit_environment_output_data_and_exit_code(shell, mtcars_csv):
+    """The SM_* variables of sagemaker-training-toolkit, sm_output_data_dir() -> output.tar.gz,
+    sm_checkpoint_dir(), and the recorded exit code."""
+    code = r'''
+env <- Sys.getenv(c("SM_MODEL_DIR", "SM_CHANNELS", "SM_CHANNEL_TRAIN", "SM_HPS", "SM_HP_ALPHA", "SM_HOSTS",
+                    "SM_CURRENT_HOST", "SM_NUM_CPUS", "SM_NUM_GPUS", "SM_OUTPUT_DATA_DIR", "SM_OUTPUT_DIR",
+                    "SM_INPUT_DIR", "SM_TRAINING_ENV"))
+writeLines(jsonlite::toJSON(as.list(env), auto_unbox = TRUE), file.path(sm_model_dir(), "env.json"))
+stopifnot(identical(env[["SM_CHANNEL_TRAIN"]], sm_channel("train")), identical(env[["SM_MODEL_DIR"]], sm_model_dir()))
+writeLines("diagnostics", file.path(sm_output_data_dir(), "report.txt"))
+writeLines("step 3", file.path(sm_checkpoint_dir(), "ckpt.txt"))
+'''
+    _, error = run_cell(shell, "r_train", f"--name toolkit --channel train={mtcars_csv.parent} --hp alpha=0.5 "
+                        "--as job", code)
+    assert error is None
+    job = shell.user_ns["job"]
+    assert job.describe()["ExitCode"] == 0
+    with tarfile.open(job.model_data) as tar:
+        env = json.load(tar.extractfile("env.json"))
+    root = os.path.join(job.local_folder)
+    assert json.loads(env["SM_CHANNELS"]) == ["train"]
+    assert os.path.basename(env["SM_CHANNEL_TRAIN"]) == "train" and env["SM_CHANNEL_TRAIN"].startswith(root)
+    assert json.loads(env["SM_HPS"]) == {"alpha": 0.5} and env["SM_HP_ALPHA"] == "0.5"
+    assert json.loads(env["SM_HOSTS"]) == ["algo-1"] and env["SM_CURRENT_HOST"] == "algo-1"
+    assert int(env["SM_NUM_CPUS"]) == os.cpu_count() and env["SM_NUM_GPUS"] == "0"
+    assert env["SM_OUTPUT_DATA_DIR"] == os.path.join(env["SM_OUTPUT_DIR"], "data")
+    training_env = json.loads(env["SM_TRAINING_ENV"])
+    assert training_env["hyperparameters"] == {"alpha": 0.5} and training_env["job_name"] == job.name
+    assert training_env["channel_input_dirs"] == {"train": env["SM_CHANNEL_TRAIN"]}
+    with tarfile.open(job.outputs["output"]) as tar:
+        assert tar.extractfile("report.txt").read() == b"diagnostics\n"
+    with open(os.path.join(job.local_folder, "opt", "ml", "checkpoints", "ckpt.txt")) as fh:
+        assert fh.read() == "step 3\n"
+
+    _, error = run_cell(shell, "r_train", "--name exits --as bad", "quit(status = 3)")
+    assert isinstance(error, JobFailed)
+    assert shell.user_ns["bad"].describe()["ExitCode"] == 3
+
+
+def test_file_uri_inputs_and_explicit_output_locations(shell, mtcars_csv, tmp_path, local_root):
+    published = tmp_path / "published" / "train"
+    _, error = run_cell(shell, "r_processing",
+                        f"--name uris --input raw=file://{mtcars_csv} --output train={published} --output test --as prep",
+                        PREP)
+    assert error is None
+    prep = shell.user_ns["prep"]
+    assert prep.outputs["train"] == str(published)
+    assert prep.outputs["test"].startswith(str(local_root)) and "uris-" in prep.outputs["test"]
+    assert len((published / "train.csv").read_text().splitlines()) == 1 + 24
+
+
+def test_jobs_are_listed_after_a_restart(shell, local_root, capsys):
+    for name in ("listed-a", "listed-b"):
+        _, error = run_cell(shell, "r_train", f"--name {name}", 'cat("hi\\n")')
+        assert error is None
+    capsys.readouterr()
+    # a new process (a restarted kernel) lists them with their status
+    script = ("from IPython.testing.globalipapp import start_ipython; ip = start_ipython(); "
+              "ip.run_line_magic('config', 'RMagic.progress = \"text\"'); "
+              "ip.run_line_magic('load_ext', 'sm_r_magic'); ip.run_line_magic('r_jobs', '')")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                         env={**os.environ, "SM_R_MAGIC_LOCAL_ROOT": str(local_root)}).stdout
+    rows = [line.split() for line in out.splitlines() if line.startswith("listed-")]
+    assert [(r[0].rsplit("-", 3)[0], r[1], r[2], r[3]) for r in rows] == [
+        ("listed-a", "training", "local", "Completed"), ("listed-b", "training", "local", "Completed")]
+
+
+def test_train_mode_execs_r(shell):
+    """entrypoint.sh execs R: the process the runner started is R itself, so SIGTERM reaches R."""
+    _, error = run_cell(shell, "r_train", "--name exec --async --as j", "Sys.sleep(30)")
+    assert error is None
+    job = shell.user_ns["j"]
+    try:
+        state_file = os.path.join(job.local_folder, "state.json")
+        _wait_for(lambda: json.load(open(state_file)).get("child_pid") and job.secondary_status == "Training")
+        pid = json.load(open(state_file))["child_pid"]
+        cmdline = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+        assert os.path.basename(os.readlink(f"/proc/{pid}/exe")) == "R"
+        assert any(arg.endswith(b"entrypoint.R") for arg in cmdline) and b"train" in cmdline
+    finally:
+        job.stop()
 
 
 def test_identical_code_is_stored_once(shell, local_root):

@@ -84,6 +84,9 @@ sm_fetch <- function(uri, dest) {
   text
 }
 
+.sm_helper_names <- c("sm_hyperparameters", "sm_hp", "sm_channel", "sm_input", "sm_output", "sm_model_dir",
+                      "sm_output_data_dir", "sm_checkpoint_dir")
+
 # tryCatch()'s own machinery: noise in a user's traceback.
 .sm_internal_frames <- c("tryCatchList", "tryCatchOne", "doTryCatch", "withCallingHandlers", ".handleSimpleError")
 
@@ -102,6 +105,9 @@ sm_fetch <- function(uri, dest) {
   if (end < start) return(character())
   keep <- seq.int(start, end)
   keep <- keep[!names[keep] %in% .sm_internal_frames]
+  # Inside our helpers (sm_output(), sm_hp(), ...) only the call the user wrote matters
+  helper <- keep[names[keep] %in% .sm_helper_names]
+  if (length(helper)) keep <- keep[keep <= min(helper)]
   vapply(calls[keep], .sm_format_call, "")
 }
 
