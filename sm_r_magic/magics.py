@@ -94,6 +94,11 @@ class RMagics(Magics):
                 self._check_count(args)
                 var = self._target_var(args)
                 if getattr(args, "form", False):
+                    from . import widgets_support
+
+                    if not widgets_support.has_widget_frontend():
+                        raise SmRMagicError("--form shows a launch form, which needs a notebook with widgets "
+                                            "(Jupyter with ipywidgets): drop --form to run the cell here")
                     from .widgets import launch_form
 
                     return launch_form(kind, kwargs or {}, submit)
@@ -182,6 +187,8 @@ class RMagics(Magics):
     @argument("--as", dest="as_var", metavar="VAR", help="Store the predictor in this variable.")
     @argument("--async", dest="async_", action="store_true", help="Return at once; the endpoint keeps starting.")
     @argument("--dry-run", action="store_true", help="Print the three SageMaker API requests as JSON; create nothing.")
+    @argument("--form", action="store_true",
+              help="Show the options as a form; each Deploy creates an endpoint with the form's values.")
     @line_cell_magic
     def r_deploy(self, line, cell=None):
         """Deploy a trained R model as an endpoint; the cell holds the inference code.
@@ -202,7 +209,6 @@ class RMagics(Magics):
                           env=parsing.parse_env(args.env), files=args.file or (), source_dir=args.source_dir,
                           packages=parsing.parse_packages(args.packages), keep=args.keep,
                           wait=False if args.async_ else None, dry_run=args.dry_run)
-        args.form = False
         return self._run(args, lambda **over: api.deploy(cell, **{**kwargs, **over}), "endpoint", kwargs)
 
     @magic_arguments()
@@ -262,16 +268,21 @@ class RMagics(Magics):
         return uri
 
     @magic_arguments()
-    @argument("--backend", choices=BACKENDS, type=str.lower, help="List this backend's jobs.")
+    @argument("--backend", choices=BACKENDS, type=str.lower, help="List this backend's jobs and endpoints.")
+    @argument("--limit", type=int, metavar="N", help="List the N most recent jobs (default 20).")
+    @argument("--all", dest="all_jobs", action="store_true", help="List every job, not only the most recent.")
     @line_magic
     def r_jobs(self, line):
-        """List this session's jobs (and the backend's recent ones) with their status."""
+        """List this session's jobs and endpoints (and the backend's recent ones) with their status."""
+        from .progress import RECENT_JOBS, show_jobs
+
         args = parse_argstring(self.r_jobs, line)
+        if args.limit is not None and args.limit < 1:
+            raise UsageError("--limit must be at least 1 (or use --all)")
         with usage_errors():
             found = api.jobs(backend=args.backend)
-        from .progress import show_jobs
-
-        return show_jobs(found)
+            live = api.endpoints(backend=args.backend)
+        return show_jobs(found, live, limit=None if args.all_jobs else (args.limit or RECENT_JOBS))
 
 
 def load_ipython_extension(ipython):

@@ -6,11 +6,27 @@ import time
 
 from .jobs import TERMINAL
 
+TICK_SECONDS = 1.0  # a waiting view's clock advances this often, whatever the backend's polling pace
+RECENT_JOBS = 20  # %r_jobs lists this many of the most recent jobs (like the sagemaker backend's LIST_LIMIT)
+_SUMMARY_PRINTED = {}  # (backend, kind, name) -> the request (cell) whose text view printed the job's summary
+
 
 def _configured():
     from .config import current
 
     return current().progress
+
+
+def _key(job):
+    return (job.backend_name, job.kind, job.name)
+
+
+def reason_in_log(reason, lines):
+    """Does the log already show the failure reason (every line of it)? Local and docker jobs print the R
+    error and traceback; on sagemaker the log may lack it (or the reason is SageMaker's own words)."""
+    text = "\n".join(lines)
+    wanted = [line.strip() for line in (reason or "").splitlines() if line.strip()]
+    return bool(wanted) and all(line in text for line in wanted)
 
 
 def _widgets_wanted(progress):
@@ -47,30 +63,57 @@ class TextProgress:
             self.write(f"[sm-r-magic] {state[1]} ({self.job.elapsed:.1f}s)")
         self._last = state
 
+    def tick(self):
+        """Text has no clock to advance between polls."""
+
     def finish(self):
         self.update()
         self.write(f"[sm-r-magic] {self.job.summary()}")
-        if self.job.status not in ("Completed", "InService") and self.job.failure_reason:
-            self.write(self.job.failure_reason)
+        from .widgets_support import request_id
+
+        _SUMMARY_PRINTED[_key(self.job)] = request_id()
+        reason = self.job.failure_reason
+        if self.job.status not in ("Completed", "InService") and reason:
+            if not reason_in_log(reason, getattr(self.job, "_log_lines", None) or ()):
+                self.write(reason)
 
     def detached(self):
         self.write(f"[sm-r-magic] detached from {self.job.name}; it keeps running. Re-attach with "
                    f"%r_attach {self.job.name} (or sm_r_magic.attach({self.job.name!r})), stop it with .stop()")
 
 
+def _widget_view(job):
+    """The job's widget, or the endpoint widget for a predictor; None without ipywidgets."""
+    try:
+        from .widgets import JobWidget, endpoint_widget
+    except ImportError:
+        return None
+    if getattr(job, "kind", None) == "endpoint":
+        return endpoint_widget(job)
+    return JobWidget.for_job(job)
+
+
 def make_view(job, progress):
     if progress == "none":
         return None
     if _widgets_wanted(progress):
-        try:
-            from .widgets import JobWidget, endpoint_widget
-
-            if getattr(job, "kind", None) == "endpoint":
-                return endpoint_widget(job)
-            return JobWidget.for_job(job)
-        except ImportError:
-            pass
+        view = _widget_view(job)
+        if view is not None:
+            return view
     return TextProgress(job)
+
+
+def _sleep(view, seconds):
+    """Sleep out the backend's polling interval; the view's clock still ticks every TICK_SECONDS (a
+    refresh from the cached description: no API call)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(left, TICK_SECONDS) if view is not None else left)
+        if view is not None and time.monotonic() < deadline:
+            view.tick()
 
 
 def watch(job, progress="auto", timeout=None):
@@ -86,7 +129,7 @@ def watch(job, progress="auto", timeout=None):
                 view.update()
             if timeout is not None and time.monotonic() - started > timeout:
                 return job
-            time.sleep(job.refresh_interval(waited))
+            _sleep(view, job.refresh_interval(waited))
             waited += 1
         if view is not None:
             view.finish()
@@ -110,7 +153,11 @@ def display_endpoint(predictor):
         except ImportError:
             view = None
     if view is None:
-        print(predictor.summary())
+        from .widgets_support import request_id
+
+        shown_in = _SUMMARY_PRINTED.pop(_key(predictor), None)
+        if shown_in is None or shown_in != request_id():  # not already printed by this cell's text view
+            print(predictor.summary())
         return
     view.start()
     if predictor.done:
@@ -123,7 +170,11 @@ def display_job(job):
     """How a handle shows itself as a cell's result."""
     view = make_view(job, "text" if _configured() == "none" else _configured())
     if isinstance(view, TextProgress) or view is None:
-        print(job.summary())
+        from .widgets_support import request_id
+
+        shown_in = _SUMMARY_PRINTED.pop(_key(job), None)
+        if shown_in is None or shown_in != request_id():  # not already printed by this cell's text view
+            print(job.summary())
         return
     view.start()
     if job.done:
@@ -138,11 +189,9 @@ def show_async(job, progress="auto"):
     returned handle shows its one-line summary)."""
     if progress in (None, "none", "text") or not _widgets_wanted(progress):
         return None
-    try:
-        from .widgets import JobWidget
-    except ImportError:
+    view = _widget_view(job)
+    if view is None:
         return None
-    view = JobWidget.for_job(job)
     view.start()
     if job.done:
         view.finish()
@@ -151,21 +200,32 @@ def show_async(job, progress="auto"):
     return view
 
 
-def show_jobs(jobs):
-    """%r_jobs: a table (the widget dashboard when a frontend exists)."""
+def older_note(count):
+    return f"{count} older job{'s' if count != 1 else ''} not shown (--all lists every job)"
+
+
+def show_jobs(jobs, endpoints=(), limit=None):
+    """%r_jobs: the most recent `limit` jobs (None: all; `jobs` oldest first) and the endpoints, as a table
+    (the widget dashboard when a frontend exists)."""
+    jobs, endpoints = list(jobs), list(endpoints or ())
+    older = max(0, len(jobs) - limit) if limit is not None else 0
+    jobs = jobs[older:]
     if _widgets_wanted(_configured()):
         try:
-            from .jobs import SESSION
             from .widgets import JobsDashboard
 
-            return JobsDashboard(jobs, SESSION.endpoints)
+            return JobsDashboard(jobs, endpoints, older=older)
         except ImportError:
             pass
-    if not jobs:
+    if not jobs and not endpoints:
         print("no jobs yet")
         return None
+    head = ("name", "kind", "backend", "status", "elapsed")
     rows = [(j.name, j.kind, j.backend_name, j.status, f"{j.elapsed:.1f}s") for j in jobs]
-    widths = [max(len(str(r[i])) for r in rows + [("name", "kind", "backend", "status", "elapsed")]) for i in range(5)]
-    for row in [("name", "kind", "backend", "status", "elapsed")] + rows:
+    rows += [(p.endpoint_name, "endpoint", p.backend_name, p.status, f"{p.elapsed:.1f}s") for p in endpoints]
+    widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(5)]
+    for row in [head] + rows:
         print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)))
+    if older:
+        print(older_note(older))
     return None

@@ -12,6 +12,7 @@ read well; only status badges carry colour.
 """
 
 import contextlib
+import copy
 import datetime
 import functools
 import html
@@ -23,6 +24,8 @@ from IPython.display import display
 
 from .jobs import STATUS_KEY, TERMINAL
 from .poller import POLLER, UI_LOCK
+from .progress import older_note, reason_in_log
+from .widgets_support import request_id as _request_id
 
 TAIL_LINES = 15
 FAILURE_TAIL_LINES = 40
@@ -139,21 +142,6 @@ def locked(method):
     return wrapper
 
 
-def _request_id():
-    """The request (cell execution) being handled now, so a view is displayed once per cell."""
-    try:
-        from IPython import get_ipython
-
-        shell = get_ipython()
-    except ImportError:  # pragma: no cover
-        return None
-    if shell is None:
-        return None
-    parent = shell.get_parent() if hasattr(shell, "get_parent") else {}
-    msg_id = ((parent or {}).get("header") or {}).get("msg_id")
-    return msg_id or ("execution", getattr(shell, "execution_count", None))
-
-
 def _button(description, icon="", tooltip="", css=None, **kwargs):
     button = widgets.Button(description=description, icon=icon, tooltip=tooltip or description,
                             layout=widgets.Layout(width="auto", min_width="6em"), **kwargs)
@@ -197,6 +185,40 @@ class _Confirm(widgets.HBox):
         self.close_prompt()
         if self._on_cancel:
             self._on_cancel()
+
+
+def _as_of(handle, description, lines=None):
+    """A copy of the handle that reads only `description` (and `lines` as its log): a view renders it
+    between polls without any API call."""
+    snapshot = copy.copy(handle)
+    snapshot._cached = lambda: description
+    if lines is not None:
+        snapshot.logs = lambda: "\n".join(lines) + ("\n" if lines else "")
+    return snapshot
+
+
+class _Shown:
+    """Shown once per cell, with a display id, so that every output of the view can be re-sent when its
+    handle settles: the text/plain part (what viewers without widgets show, e.g. a saved notebook on
+    GitHub) then holds the final summary instead of the one from display time."""
+
+    _shown_in = None
+    _displays = ()
+    _settled = None
+
+    def start(self):
+        request = _request_id()
+        if request is None or request != self._shown_in:
+            self._shown_in = request
+            handle = display(self, display_id=True)
+            if handle is not None:
+                self._displays = (*self._displays, handle)
+
+    def _settle(self, status):
+        if status != self._settled:
+            self._settled = status
+            for handle in self._displays:
+                handle.update(self)
 
 
 def _plain(widget_cls):
@@ -262,7 +284,7 @@ def _describe_interval(handle):
 
 
 @_plain
-class JobWidget(widgets.VBox):
+class JobWidget(_Shown, widgets.VBox):
     """Progress of one processing or training job; drive with start/update/finish/detached."""
 
     @classmethod
@@ -282,7 +304,6 @@ class JobWidget(widgets.VBox):
         self._stopping = False
         self._waiting = False
         self._final = False
-        self._shown_in = None
         self._last_describe = 0.0
         self._lines = []
         self.title = widgets.HTML(layout=widgets.Layout(margin="0 0.6em 0 0"))
@@ -313,14 +334,7 @@ class JobWidget(widgets.VBox):
                             f'<span class="smr-meta">{esc(job.kind)} job · {esc(job.backend_name)}</span></div>')
         self.refresh()
 
-    # -- the progress protocol (progress.watch) -----------------------------------------------------------
-    def start(self):
-        """Show the widget (once per cell: watch() and the returned handle share one view)."""
-        request = _request_id()
-        if request is None or request != self._shown_in:
-            self._shown_in = request
-            display(self)
-
+    # -- the progress protocol (progress.watch); start() shows it once per cell (_Shown) -----------------
     def update(self):
         """watch() waits in the foreground: say how to get the cell back (buttons are handled once the
         kernel is free again, since the kernel runs one request at a time)."""
@@ -331,6 +345,10 @@ class JobWidget(widgets.VBox):
                                       "interrupt the kernel (■) to get the cell back: the job keeps running "
                                       "and this view keeps updating</div>")
         self.refresh()
+
+    def tick(self):
+        """Between polls: the clock advances, from the cached description (no API call)."""
+        self.refresh(fetch=False)
 
     def finish(self):
         self.refresh()
@@ -370,14 +388,13 @@ class JobWidget(widgets.VBox):
         return f"<JobWidget {self.job.name}: {self.status}>"
 
     def refresh(self, fetch=True):
-        job = self.job
         if fetch:
-            desc = job.describe()
+            self.job.describe()
             self._last_describe = time.monotonic()
-            job.poll_logs()
-            self._lines = list(getattr(job, "_log_lines", None) or job.logs().splitlines())
-        else:
-            desc = job.describe(refresh=False)
+            self.job.poll_logs()
+            self._lines = list(getattr(self.job, "_log_lines", None) or self.job.logs().splitlines())
+        desc = self.job.describe(refresh=False)
+        job = _as_of(self.job, desc, self._lines)  # everything below reads `desc`: no further API calls
         status = desc[STATUS_KEY[job.kind]]
         terminal = status in TERMINAL
         shown = "Stopping" if self._stopping and not terminal else status
@@ -390,11 +407,17 @@ class JobWidget(widgets.VBox):
             self.elapsed_html.value = (f'<div class="smr-box smr-meta">{verb} {fmt_duration(job.elapsed)}'
                                        f"{extra}</div>")
             self.timeline.value = timeline_html(job.transitions)
-            self.details.value = self._details_html(status)
             limit = None if self.logs_button.value else (FAILURE_TAIL_LINES if status == "Failed" else self.tail_lines)
             if self.logs_button.value and len(self._lines) > MAX_LOG_LINES:
                 limit = MAX_LOG_LINES
-            label = '<div class="smr-box smr-section">log</div>' if status == "Failed" else ""
+            shown_lines = self._lines[-limit:] if limit else self._lines
+            reason_logged = status == "Failed" and reason_in_log(job.failure_reason, shown_lines)
+            self.details.value = self._details_html(status, job, reason_logged)
+            label = ""
+            if status == "Failed":
+                label = ('<div class="smr-box smr-section">log'
+                         + (' <span class="smr-meta">· with the R error and traceback</span>' if reason_logged else "")
+                         + "</div>")
             self.log_view.value = label + log_html(self._lines, limit, "" if self.logs_button.value else
                                                    ' · "Show all logs" shows the rest')
             tail = FAILURE_TAIL_LINES if status == "Failed" else self.tail_lines
@@ -407,6 +430,7 @@ class JobWidget(widgets.VBox):
                     self.message.value = ""
         if terminal and fetch:
             self._final = True
+            self._settle(status)
 
     def _metric_regexes(self):
         desc = self.job.describe(refresh=False)
@@ -418,19 +442,24 @@ class JobWidget(widgets.VBox):
         regexes = self._metric_regexes()
         return self.job.metrics(regexes) if regexes else {}
 
-    def _metrics_html(self):
-        values = self.metrics()
+    def _metrics_html(self, job):
+        regexes = self._metric_regexes()
+        values = job.metrics(regexes) if regexes else {}
         if not values:
             return ""
         text = " · ".join(f"{esc(k)} <b>{v:.6g}</b>" if isinstance(v, float) else f"{esc(k)} <b>{esc(v)}</b>"
                           for k, v in values.items())
         return f'<div class="smr-box smr-metrics"><span class="smr-meta">metrics</span> {text}</div>'
 
-    def _details_html(self, status):
-        return self._outcome_html(status) + self._metrics_html()
+    def _details_html(self, status, job, reason_logged):
+        return self._outcome_html(status, job, reason_logged) + self._metrics_html(job)
 
-    def _outcome_html(self, status):
-        job = self.job
+    def _outcome_html(self, status, job, reason_logged):
+        """Outputs and billable time; for a failure the R error, unless the log below already shows it."""
+        billable = job.billable_seconds  # SageMaker bills Failed and Stopped jobs too
+        billed = ""
+        if billable:
+            billed = f'<div class="smr-box">{_kv_table([("billable time", fmt_duration(billable))])}</div>'
         if status == "Completed":
             rows = []
             outputs = job.outputs
@@ -440,18 +469,20 @@ class JobWidget(widgets.VBox):
                     rows.append(("output data", f"<code>{esc(outputs['output'])}</code>"))
             else:
                 rows += [(f"output {name}", f"<code>{esc(uri)}</code>") for name, uri in outputs.items()]
-            billable = job.billable_seconds
             rows.append(("billable time", fmt_duration(billable) if billable else
                          f"none ({esc(job.backend_name)} backend)"))
             return f'<div class="smr-box">{_kv_table(rows)}</div>'
         if status == "Failed":
-            reason = job.failure_reason or "no failure reason was recorded: see the log below"
-            return (f'<div class="smr-box"><div class="smr-section">R error</div>'
-                    f'<pre class="smr-pre">{esc(reason)}</pre></div>')
+            text = ""
+            if not reason_logged:
+                reason = job.failure_reason or "no failure reason was recorded: see the log below"
+                text = (f'<div class="smr-box"><div class="smr-section">R error</div>'
+                        f'<pre class="smr-pre">{esc(reason)}</pre></div>')
+            return text + billed
         if status == "Stopped":
             reason = job.failure_reason
             text = "stopped" + (f": {esc(reason)}" if reason else "")
-            return f'<div class="smr-box smr-note">{text}</div>'
+            return f'<div class="smr-box smr-note">{text}</div>' + billed
         return ""
 
     # -- buttons ------------------------------------------------------------------------------------------
@@ -495,7 +526,7 @@ def _backend_name(handle):
 
 
 @_plain
-class EndpointWidget(widgets.VBox):
+class EndpointWidget(_Shown, widgets.VBox):
     """An endpoint: Creating → InService, its name and URL, a "try it" box and a Delete button."""
 
     def __init__(self, predictor):
@@ -503,7 +534,6 @@ class EndpointWidget(widgets.VBox):
         self.status = None
         self._final = False
         self._deleting = False
-        self._shown_in = None
         self._created = time.monotonic()
         self._last_describe = 0.0
         self.title = widgets.HTML(layout=widgets.Layout(margin="0 0.6em 0 0"))
@@ -556,14 +586,16 @@ class EndpointWidget(widgets.VBox):
     def __repr__(self):
         return f"<EndpointWidget {self.predictor.endpoint_name}: {self.status}>"
 
-    def start(self):
-        request = _request_id()
-        if request is None or request != self._shown_in:
-            self._shown_in = request
-            display(self)
-
     def update(self):
         self.refresh()
+
+    def tick(self):
+        """Between polls: the waiting time advances, from the cached description (no API call)."""
+        if self.status in ENDPOINT_FINAL or self.status is None:
+            return
+        cached = _as_of(self.predictor, self.predictor.describe(refresh=False))
+        with batched(self.elapsed_html):
+            self.elapsed_html.value = self._waiting_html(cached)
 
     def finish(self):
         self.refresh()
@@ -581,7 +613,16 @@ class EndpointWidget(widgets.VBox):
         if time.monotonic() - self._last_describe >= _describe_interval(self.predictor):
             self._last_describe = time.monotonic()
             self.refresh()
+        else:
+            self.tick()
         return self._final
+
+    def _waiting_html(self, predictor):
+        try:
+            waited = float(predictor.elapsed)
+        except Exception:
+            waited = time.monotonic() - self._created
+        return f'<div class="smr-box smr-meta">waiting {fmt_duration(waited)}</div>'
 
     def _status(self):
         try:
@@ -598,12 +639,7 @@ class EndpointWidget(widgets.VBox):
         with batched(self):
             self.status = status
             self.status_html.value = status_html(status)
-            try:
-                waited = float(self.predictor.elapsed)
-            except Exception:
-                waited = time.monotonic() - self._created
-            self.elapsed_html.value = ("" if status in ENDPOINT_FINAL else
-                                       f'<div class="smr-box smr-meta">waiting {fmt_duration(waited)}</div>')
+            self.elapsed_html.value = "" if status in ENDPOINT_FINAL else self._waiting_html(self.predictor)
             rows = [("name", f"<code>{esc(self.predictor.endpoint_name)}</code>")]
             url = getattr(self.predictor, "url", None)
             if url:
@@ -627,6 +663,8 @@ class EndpointWidget(widgets.VBox):
             else:
                 self.log_view.value = ""
         self._final = status in ENDPOINT_FINAL and not self.logs_button.value
+        if status in ENDPOINT_FINAL:
+            self._settle(status)
 
     @locked
     def _toggle_logs(self, change):
@@ -784,7 +822,7 @@ class _EndpointRow:
     def __init__(self, dashboard, predictor):
         self.dashboard, self.predictor = dashboard, predictor
         self.status = widgets.HTML()
-        self.duration = _cell("–", "smr-box smr-num")
+        self.duration = widgets.HTML()
         self.attach_button = _button("Attach", icon="eye", tooltip="Show this endpoint below")
         self.logs_button = _button("Logs", icon="list", tooltip="Show this endpoint's log below")
         self.delete_button = _button("Delete", icon="trash", tooltip="Delete the endpoint (asks for confirmation)")
@@ -813,10 +851,12 @@ class _EndpointRow:
     def refresh(self):
         try:
             status = self.predictor.status
+            age = None if status == "Deleted" else self.predictor.elapsed  # up since its creation
         except Exception:
-            status = "Deleted" if self.deleting else "Unknown"
+            status, age = ("Deleted" if self.deleting else "Unknown"), None
         with batched(*self.cells):
             self.status.value = status_html(status)
+            self.duration.value = f'<div class="smr-box smr-num">{fmt_duration(age)}</div>'
             self.delete_button.disabled = status in ("Deleted", "Deleting")
         return status in ENDPOINT_FINAL
 
@@ -825,9 +865,10 @@ class _EndpointRow:
 class JobsDashboard(widgets.VBox):
     """%r_jobs: this session's jobs and endpoints, with attach / logs / stop / delete buttons."""
 
-    def __init__(self, jobs, endpoints=()):
+    def __init__(self, jobs, endpoints=(), older=0):
         self.jobs = list(jobs)
         self.endpoints = list(endpoints)
+        self.older = older
         self.job_rows = [_JobRow(self, job) for job in self.jobs]
         self.endpoint_rows = [_EndpointRow(self, ep) for ep in self.endpoints]
         header = [widgets.HTML(f'<div class="smr-box smr-meta{" smr-num" if c == "duration" else ""}">'
@@ -837,11 +878,14 @@ class JobsDashboard(widgets.VBox):
         self.table = widgets.GridBox(cells, layout=widgets.Layout(
             grid_template_columns=_GRID, grid_gap="2px 12px", align_items="center", width="100%"))
         self.empty = widgets.HTML('<div class="smr-box smr-note">no jobs or endpoints yet in this session</div>')
+        self.older_note = widgets.HTML(f'<div class="smr-box smr-note">{esc(older_note(older))}</div>')
         self.detail = widgets.VBox(layout=widgets.Layout(width="100%"))
         self.close_detail = _button("Close", icon="times", tooltip="Hide the view below")
         self.close_detail.layout.display = "none"
         self.close_detail.on_click(lambda b: self.show(None))
         body = [self.table] if cells[len(header):] else [self.empty]
+        if older:
+            body.append(self.older_note)
         super().__init__(body + [self.close_detail, self.detail],
                          layout=widgets.Layout(width="100%", max_width="1100px"))
         self.add_class("smr-dashboard")
@@ -851,6 +895,8 @@ class JobsDashboard(widgets.VBox):
     def text_summary(self):
         lines = [f"{j.name}  {j.kind}  {j.backend_name}  {j.status}  {fmt_duration(j.elapsed)}" for j in self.jobs]
         lines += [f"{e.endpoint_name}  endpoint  {_backend_name(e)}" for e in self.endpoints]
+        if self.older:
+            lines.append(older_note(self.older))
         return "\n".join(lines) or "no jobs yet"
 
     def __repr__(self):
@@ -916,8 +962,13 @@ class LaunchForm(widgets.VBox):
         self.name = widgets.Text(value=self.kwargs.get("name") or "", description="Name",
                                  placeholder=f"r-{kind}" if kind else "", style=wide,
                                  layout=widgets.Layout(width="24em"))
-        self.instance_type = widgets.Text(value=self.kwargs.get("instance_type") or cfg.instance_type,
+        default_type = cfg.endpoint_instance_type if kind == "endpoint" else cfg.instance_type
+        self.instance_type = widgets.Text(value=self.kwargs.get("instance_type") or default_type,
                                           description="Instance type", style=wide, layout=widgets.Layout(width="24em"))
+        model = self.kwargs.get("model")
+        self.model = widgets.Text(value="" if model is None else str(model), description="Model",
+                                  placeholder="the session's latest training job", style=wide,
+                                  layout=widgets.Layout(width="40em"))
         self.instance_count = widgets.BoundedIntText(value=self.kwargs.get("instance_count") or cfg.instance_count,
                                                      min=1, max=1000, description="Instances", style=wide,
                                                      layout=widgets.Layout(width="16em"))
@@ -930,23 +981,28 @@ class LaunchForm(widgets.VBox):
             value=_format_pairs(self.kwargs.get(self.data_option)),
             description="Inputs" if kind == "processing" else "Channels",
             placeholder="one NAME=URI a line, e.g.\ntrain=data/train.csv", style=wide, layout=area)
-        self.launch_button = _button("Launch", icon="play", tooltip="Submit the cell's R code with these values")
+        self.launch_button = _button("Deploy" if kind == "endpoint" else "Launch", icon="play", css="smr-launch",
+                                     tooltip="Submit the cell's R code with these values")
         self.message = widgets.HTML()
         self.results = widgets.HTML()
         self.runs = widgets.VBox(layout=widgets.Layout(width="100%"))
         fields = [self.backend, self.name, self.instance_type, self.instance_count]
+        if kind == "endpoint":
+            fields.append(self.model)
         if kind == "training":
             fields.append(self.hyperparameters)
         if kind in ("training", "processing"):
             fields.append(self.data)
-        title = {"training": "training job", "processing": "processing job"}.get(kind, kind or "job")
+        title = {"training": "Launch a training job", "processing": "Launch a processing job",
+                 "endpoint": "Deploy an endpoint"}.get(kind, f"Launch a {kind or 'job'}")
         metrics = ""
         if self.metric_regexes:
             metrics = ('<div class="smr-box smr-meta">metrics: '
                        + ", ".join(f"{esc(k)} = <code>{esc(v)}</code>" for k, v in self.metric_regexes.items())
                        + "</div>")
-        head = widgets.HTML(f'{CSS}<div class="smr-box"><span class="smr-title">Launch a {esc(title)}</span>'
-                            '<span class="smr-meta">each Launch submits the cell with these values</span></div>'
+        head = widgets.HTML(f'{CSS}<div class="smr-box"><span class="smr-title">{esc(title)}</span>'
+                            f'<span class="smr-meta">each {esc(self.launch_button.description)} submits the cell '
+                            'with these values</span></div>'
                             + metrics)
         self.launch_button.on_click(self.launch)
         super().__init__([head] + fields + [widgets.HBox([self.launch_button, self.message],
@@ -975,6 +1031,10 @@ class LaunchForm(widgets.VBox):
             values["channels"] = parsing.parse_channels(_pair_lines(self.data.value))
         elif self.kind == "processing":
             values["inputs"] = parsing.parse_inputs(_pair_lines(self.data.value))
+        elif self.kind == "endpoint":
+            model, given = self.model.value.strip(), self.kwargs.get("model")
+            # an unchanged field keeps the handle the line named (--model VAR)
+            values["model"] = given if given is not None and model == str(given) else (model or None)
         return values
 
     @locked
@@ -1036,7 +1096,7 @@ class LaunchForm(widgets.VBox):
         rows = self.rows()
         with batched(self.results):
             self.results.value = self._table(rows)
-        self._final = all(row["status"] in TERMINAL for row in rows)
+        self._final = all(row["status"] in TERMINAL + ENDPOINT_FINAL for row in rows)
 
     def _table(self, rows):
         if not rows:

@@ -19,3 +19,18 @@ def has_widget_frontend():
     except ImportError:
         return False
     return True
+
+
+def request_id():
+    """The request (cell execution) being handled now, so a cell shows a view or a summary once."""
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+    except ImportError:  # pragma: no cover
+        return None
+    if shell is None:
+        return None
+    parent = shell.get_parent() if hasattr(shell, "get_parent") else {}
+    msg_id = ((parent or {}).get("header") or {}).get("msg_id")
+    return msg_id or ("execution", getattr(shell, "execution_count", None))

@@ -2,6 +2,8 @@
 poller thread, hold_sync batching, the launch form, the text fallback, and nbclient saving widget state."""
 
 import datetime
+import html
+import io
 import os
 import sys
 import threading
@@ -88,13 +90,82 @@ def test_failed_job_widget_shows_r_error_and_traceback(settings, r_available):
     job = submit(FAILING)
     w = W.JobWidget.for_job(job).follow()
     wait_for(lambda: w.status == "Failed", what="Failed")
+    wait_for(lambda: not POLLER.registered(w), timeout=5, what="the final refresh")
     assert "var(--jp-error-color1" in w.status_html.value
-    assert "R error" in w.details.value
-    assert "boom: x was 42" in w.details.value
-    assert "Traceback" in w.details.value and "inner(42)" in w.details.value
-    assert job.failure_reason.splitlines()[0] in w.details.value.replace("&quot;", '"')
-    assert "about to fail" in w.log_view.value and "boom: x was 42" in w.log_view.value
+    log = html.unescape(w.log_view.value)
+    assert "about to fail" in log
+    assert "Traceback" in job.failure_reason and "inner(42)" in job.failure_reason
+    assert job.failure_reason in log  # the R error and its traceback, in full, as R printed them
+    assert "with the R error and traceback" in w.log_view.value
+    # ... and once: no second copy in an "R error" box
+    assert html.unescape(w.details.value + w.log_view.value).count("boom: x was 42") == 1
+    assert "R error" not in w.details.value
     assert w.stop_button.disabled
+
+
+def with_overrides(job, **methods):
+    """The same real job through a handle whose class overrides `methods` (what a test simulates)."""
+    cls = type("Simulated" + type(job).__name__, (type(job),), methods)
+    return cls(job.backend, job.kind, job.name)
+
+
+def test_failure_reason_is_shown_once_and_kept_when_the_log_lacks_it(settings, r_available):
+    job = submit(FAILING)
+    wait_for(lambda: job.done, what="the job to fail")
+    text = io.StringIO()
+    view = progress.TextProgress(type(job)(job.backend, job.kind, job.name), out=text)
+    view.update()
+    view.finish()
+    assert text.getvalue().count("Traceback (innermost last)") == 1  # the log's copy only
+    assert "about to fail" in text.getvalue()
+
+    # on sagemaker the CloudWatch log may lack the R error: simulated by a log that reads as empty
+    logless = with_overrides(job, poll_logs=lambda self: [])
+    text = io.StringIO()
+    progress.TextProgress(logless, out=text).finish()
+    assert job.failure_reason in text.getvalue()
+    w = W.JobWidget(logless)
+    assert "R error" in w.details.value and job.failure_reason in html.unescape(w.details.value)
+    assert "no log lines yet" in w.log_view.value
+
+
+def test_billable_time_shown_for_failed_and_stopped_jobs(settings, r_available):
+    """SageMaker bills Failed and Stopped jobs too. The local backend never bills, so a real Failed and a
+    real Stopped local job are read through handles whose description adds BillableTimeInSeconds (the
+    only simulated part)."""
+    from sm_r_magic.jobs import Job
+
+    def billed(self, refresh=True):
+        return {**Job.describe(self, refresh), "BillableTimeInSeconds": 42}
+
+    failed, stopped = submit(FAILING), submit(LONG)
+    wait_for(lambda: failed.done, what="the failing job")
+    wait_for(lambda: "sleeping" in stopped.logs(), what="the long job to run")
+    stopped.stop(wait=True)
+    for job, status in ((failed, "Failed"), (stopped, "Stopped")):
+        w = W.JobWidget(with_overrides(job, describe=billed))
+        assert w.status == status
+        assert "billable time" in w.details.value and "42s" in w.details.value
+        assert "billable time" not in W.JobWidget(job).details.value  # nothing billed: no row
+
+
+def test_waiting_view_ticks_every_second_without_api_calls(settings, r_available, monkeypatch):
+    """While watch() sleeps out a slow backend's polling interval (sagemaker: 5 s backing off to 30 s, here
+    3 s), the elapsed time still advances about every second, from the cached description."""
+    job = submit('Sys.sleep(2.5)')
+    monkeypatch.setattr(job, "refresh_interval", lambda waited: 3.0)
+    describes = []
+    real_describe = job.backend.describe_job
+    monkeypatch.setattr(job.backend, "describe_job", lambda *a: describes.append(a) or real_describe(*a))
+    w = W.JobWidget.for_job(job)
+    labels = []  # (when, how many describe calls so far) at each change of the elapsed label
+    w.elapsed_html.observe(lambda change: labels.append((time.monotonic(), len(describes))), names="value")
+    progress.watch(job, progress="widget")
+    assert job.status == "Completed" and len(labels) >= 4
+    ticks = [b for a, b in zip(labels, labels[1:]) if b[1] == a[1]]  # changed without a describe call
+    assert len(ticks) >= 2
+    assert max(b[0] - a[0] for a, b in zip(labels, labels[1:])) < 1.6
+    assert len(describes) <= 2 * 3  # at most the job's own and the view's per 3 s round
 
 
 def test_stop_button_asks_for_confirmation_then_stops(settings, r_available):
@@ -315,6 +386,65 @@ def test_endpoint_widget_creating_in_service_try_it_and_delete(predictor):
     assert w.try_it.layout.display == "none"
 
 
+INFERENCE = 'model_fn <- function(model_dir) readRDS(file.path(model_dir, "model.rds"))'
+
+
+def train_fit(shell):
+    result = shell.run_cell(f"%%r_train --backend local --name fit\n{FAST}")
+    assert result.error_in_exec is None, result.error_in_exec
+    return shell.user_ns["fit"]
+
+
+def test_deploy_async_shows_the_endpoint_widget_and_stores_the_predictor(shell, r_available):
+    shell.run_line_magic("config", 'RMagic.progress = "widget"')  # the notebook's widget path, headless
+    train_fit(shell)
+    result = shell.run_cell(f"%%r_deploy --backend local --model fit --name async-ep --async --as ep\n{INFERENCE}")
+    predictor = shell.user_ns.get("ep")
+    try:
+        assert result.error_in_exec is None, result.error_in_exec
+        assert predictor is not None and predictor.kind == "endpoint"
+        view = W._ENDPOINT_VIEWS[predictor.endpoint_name]
+        assert isinstance(view, W.EndpointWidget) and POLLER.registered(view)
+        wait_for(lambda: view.status == "InService", timeout=30, what="InService")
+    finally:
+        if predictor is not None:
+            predictor.delete()
+
+
+def test_deploy_form_has_endpoint_fields_and_deploys(shell, r_available, frontend):
+    import ipywidgets
+
+    fit = train_fit(shell)
+    result = shell.run_cell("%%r_deploy --form --backend local --model fit --name form-ep "
+                            f"--instance-type ml.t2.medium\n{INFERENCE}")
+    assert result.error_in_exec is None, result.error_in_exec
+    form = result.result
+    assert isinstance(form, W.LaunchForm) and form.kind == "endpoint"
+    inputs = [c for c in form.children if isinstance(c, ipywidgets.ValueWidget) and not isinstance(c, ipywidgets.HTML)]
+    assert inputs == [form.backend, form.name, form.instance_type, form.instance_count, form.model]
+    assert form.model.value == fit.name and form.instance_type.value == "ml.t2.medium"
+    assert form.launch_button.description == "Deploy" and "Deploy an endpoint" in form.children[0].value
+    assert form.values()["model"] is fit and "hyperparameters" not in form.values()
+    form.launch_button.click()
+    predictor = form.launched[-1][1]
+    try:
+        assert predictor.kind == "endpoint"
+        (view,) = form.runs.children
+        assert isinstance(view, W.EndpointWidget)
+        wait_for(lambda: view.status == "InService", timeout=30, what="InService")
+        wait_for(lambda: not POLLER.registered(form), timeout=5, what="the form to stop polling")
+        assert 'data-status="InService"' in form.results.value
+    finally:
+        predictor.delete()
+
+
+def test_form_without_a_widget_frontend_is_a_usage_error(shell):
+    for magic in ("r_train", "r_processing", "r_deploy"):
+        error = shell.run_cell(f'%%{magic} --form --backend local\ncat("x\\n")').error_in_exec
+        assert type(error).__name__ == "UsageError" and "\n" not in str(error), (magic, error)
+        assert "notebook with widgets" in str(error) and "drop --form" in str(error)
+
+
 # -- dashboard ---------------------------------------------------------------------------------------
 def test_dashboard_rows_and_buttons(settings, r_available, predictor):
     done = submit(FAST)
@@ -367,6 +497,59 @@ def test_dashboard_from_show_jobs_when_a_frontend_exists(settings, r_available, 
     assert "no jobs" in empty.children[0].value
 
 
+def test_r_jobs_lists_the_backends_endpoints_with_their_duration(shell, r_available, capfd, monkeypatch):
+    from sm_r_magic.jobs import SESSION
+
+    train_fit(shell)
+    result = shell.run_cell(f"%%r_deploy --backend local --model fit --name listed-ep --as ep\n{INFERENCE}")
+    predictor = shell.user_ns.get("ep")
+    try:
+        assert result.error_in_exec is None, result.error_in_exec
+        SESSION.remove_endpoint(predictor)  # as if another kernel had started it: only the backend knows it
+        capfd.readouterr()
+        shell.run_line_magic("r_jobs", "")
+        rows = [line.split() for line in capfd.readouterr().out.splitlines()]
+        assert [predictor.endpoint_name, "endpoint", "local", "InService"] in [row[:4] for row in rows]
+        shell.run_line_magic("r_jobs", "--backend docker")
+        assert predictor.endpoint_name not in capfd.readouterr().out
+
+        monkeypatch.setattr(progress, "_widgets_wanted", lambda p: True)
+        board = shell.run_line_magic("r_jobs", "")
+        assert [p.endpoint_name for p in board.endpoints] == [predictor.endpoint_name]
+        duration = board.endpoint_rows[0].duration.value
+        assert "–" not in duration and any(ch.isdigit() for ch in duration)
+        assert shell.run_line_magic("r_jobs", "--backend docker").endpoints == []
+    finally:
+        predictor.delete()
+
+
+def test_r_jobs_lists_the_most_recent_jobs(shell, r_available, capfd, monkeypatch):
+    from sm_r_magic.jobs import SESSION
+
+    monkeypatch.setattr(SESSION, "jobs", [])  # only this test's jobs (earlier tests ran theirs elsewhere)
+    assert progress.RECENT_JOBS == 20
+    names = []
+    for i in range(3):
+        assert shell.run_cell(f'%%r_processing --backend local --name cap{i}\ncat("{i}\\n")').error_in_exec is None
+        names.append(shell.user_ns[f"cap{i}"].name)
+    monkeypatch.setattr(progress, "RECENT_JOBS", 2)
+    capfd.readouterr()
+    shell.run_line_magic("r_jobs", "")
+    out = capfd.readouterr().out
+    assert names[0] not in out and names[1] in out and names[2] in out and "1 older job not shown" in out
+    shell.run_line_magic("r_jobs", "--all")
+    out = capfd.readouterr().out
+    assert all(name in out for name in names) and "older" not in out
+    shell.run_line_magic("r_jobs", "--limit 1")
+    out = capfd.readouterr().out
+    assert names[1] not in out and names[2] in out and "2 older jobs not shown" in out
+
+    monkeypatch.setattr(progress, "_widgets_wanted", lambda p: True)
+    board = shell.run_line_magic("r_jobs", "--limit 1")
+    assert [row.job.name for row in board.job_rows] == [names[2]]
+    assert board.older_note in board.children and "2 older jobs not shown" in board.older_note.value
+
+
 # -- launch form ------------------------------------------------------------------------------------
 FORM_CELL = ('alpha <- sm_hp("alpha", 1)\n'
              'Sys.sleep(0.5)\n'
@@ -374,7 +557,15 @@ FORM_CELL = ('alpha <- sm_hp("alpha", 1)\n'
              'saveRDS(alpha, file.path(sm_model_dir(), "alpha.rds"))')
 
 
-def test_launch_form_two_variants_and_comparison_table(shell, r_available):
+@pytest.fixture
+def frontend(monkeypatch):
+    """As in a notebook: a widget frontend exists."""
+    from sm_r_magic import widgets_support
+
+    monkeypatch.setattr(widgets_support, "has_widget_frontend", lambda: True)
+
+
+def test_launch_form_two_variants_and_comparison_table(shell, r_available, frontend):
     line = '--form --backend local --name sweep --hp alpha=1 --metric loss="loss: ([0-9.]+)" --instance-type ml.c5.xlarge'
     result = shell.run_cell(f"%%r_train {line}\n{FORM_CELL}")
     assert result.error_in_exec is None, result.error_in_exec
@@ -443,6 +634,20 @@ def test_text_fallback_without_a_frontend(shell, r_available, capfd):
     assert capfd.readouterr().out == ""
 
 
+def test_text_mode_prints_each_summary_and_r_traceback_once(shell, r_available, capfd):
+    shell.run_cell('%%r_train --backend local --name once\ncat("fine\\n")')
+    out = capfd.readouterr().out
+    assert out.count(shell.user_ns["once"].summary()) == 1  # the progress line, not again for the result
+    error = shell.run_cell(f"%%r_train --backend local --name twice\n{FAILING}").error_in_exec
+    assert type(error).__name__ == "JobFailed"
+    out = capfd.readouterr().out
+    failed = shell.user_ns["twice"]
+    assert out.count(failed.summary()) == 1
+    # as R printed it in the log, then in full in the error the cell raises; no third copy in between
+    assert out.count("Traceback (innermost last)") == 2
+    assert out.index(failed.summary()) < out.rindex(failed.failure_reason)
+
+
 def test_plain_python_uses_text(tmp_path, r_available):
     import subprocess
 
@@ -500,3 +705,23 @@ def test_nbclient_saves_final_widget_state(tmp_path, local_root, r_available):
     # updated from the poller thread while the next cell ran: nbclient recorded it too
     async_text = "\n".join(texts_under(async_views[0]))
     assert 'data-status="Completed"' in async_text and "end" in async_text
+
+
+def test_nbclient_saves_the_final_text_of_each_view(tmp_path, local_root, r_available):
+    """Viewers without widgets (GitHub, nbconvert to text) show the text/plain part of a widget output: it
+    must be the job's final summary, not the one from when the widget was first displayed."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("%load_ext sm_r_magic"),
+        nbformat.v4.new_code_cell('%%r_train --backend local --name textsync\nSys.sleep(1)\ncat("done\\n")'),
+        nbformat.v4.new_code_cell('%%r_train --backend local --name textasync --async\nSys.sleep(1)'),
+        nbformat.v4.new_code_cell("import time\nwhile not textasync.done:\n    time.sleep(0.1)\ntime.sleep(1.5)"),
+    ]
+    client = nbclient.NotebookClient(nb, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()
+    for cell in nb.cells[1:3]:
+        (text,) = [o["data"]["text/plain"] for o in cell.outputs
+                   if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+        assert ": Completed · in " in text and "so far" not in text, text
