@@ -8,7 +8,8 @@ Trains lm(mpg ~ wt + hp, mtcars) with Rscript into a temporary model folder with
   * benchmarks/plumber_baseline.R (plain plumber/httpuv, the seed's approach),
 and measures requests/s, p50 and p99 latency of POST /invocations (one CSV row) on kept-alive connections
 and with a new connection per request, at concurrency 1 and 8 (Python threads with http.client, loopback
-only). Each scenario is bounded by --requests and --duration. Prints a Markdown table and writes JSON.
+only). Each scenario is bounded by --requests and --duration. Also records each server's start-up (exec to the
+first 200 on /ping). Prints a Markdown table and writes JSON.
 Every server is started here and stopped here by PID (SIGTERM, then SIGKILL), also on error.
 """
 
@@ -60,8 +61,10 @@ class Server:
     def __init__(self, name: str, cmd: list[str], env: dict[str, str], port: int, log: Path):
         self.name, self.cmd, self.env, self.port, self.log = name, cmd, env, port, log
         self.proc: subprocess.Popen | None = None
+        self.start_seconds: float | None = None  # from exec to the first 200 on /ping
 
     def start(self, timeout: float = 60) -> None:
+        started = time.monotonic()
         self.proc = subprocess.Popen(self.cmd, env=self.env, stdin=subprocess.DEVNULL, stdout=self.log.open("wb"),
                                      stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
@@ -73,11 +76,12 @@ class Server:
                 conn.request("GET", "/ping")
                 if conn.getresponse().status == 200:
                     conn.close()
+                    self.start_seconds = round(time.monotonic() - started, 3)
                     return
                 conn.close()
             except OSError:
                 pass
-            time.sleep(0.05)
+            time.sleep(0.01)
         raise RuntimeError(f"{self.name} did not answer /ping within {timeout} s")
 
     def stop(self) -> None:
@@ -186,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     scenarios = [(True, 1), (True, 8), (False, 1), (False, 8)]
 
     results: list[dict] = []
+    start_up: dict[str, float | None] = {}
     servers: list[Server] = []
     with tempfile.TemporaryDirectory(prefix="sm-r-magic-bench-") as tmp:
         tmp_path = Path(tmp)
@@ -211,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
             for server, workers in configs:
                 servers.append(server)
                 server.start()
+                start_up[server.name] = server.start_seconds
+                print(f"  {server.name:48s} start-up (exec to /ping): {server.start_seconds} s", file=sys.stderr)
                 run_load(server.port, 2, True, 40, 2.0)   # warm-up, not counted
                 for keep_alive, concurrency in scenarios:
                     row = run_load(server.port, concurrency, keep_alive, args.requests, args.duration)
@@ -229,6 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         lines.append(f"| {r['server']} | {r['connection']} | {r['concurrency']} | {r['requests']} | {r['req_per_s']} "
                      f"| {r['p50_ms']} | {r['p99_ms']} | {r['errors']} |")
+    lines.append("")
+    lines.append("Start-up, exec to the first 200 on /ping: " + "; ".join(f"{name} {secs} s"
+                                                                         for name, secs in start_up.items()))
     table = "\n".join(lines)
     print(table)
     baseline = {(r["connection"], r["concurrency"]): r for r in results if r["server"].startswith("plumber")}
@@ -244,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpus": cpus, "platform": platform.platform(), "python": platform.python_version()},
         "settings": {"requests": args.requests, "duration_s": args.duration, "body": BODY.decode()},
-        "results": results, "speedup_vs_plumber": summary, "markdown": table,
+        "results": results, "start_up_s": start_up, "speedup_vs_plumber": summary, "markdown": table,
     }, indent=2) + "\n")
     print(f"\nresults written to {out}", file=sys.stderr)
     return 0

@@ -4,10 +4,12 @@ backend; the backend does create/describe/invoke/delete (local: an R process on 
 import csv
 import io
 import json
+import math
 import threading
 import time
 
 ENDPOINT_TERMINAL = ("InService", "Failed", "Deleted", "OutOfService")
+R_MISSING = "NA"  # how R's write.csv writes a missing value and read.csv reads one
 
 
 class InvocationError(Exception):
@@ -29,20 +31,38 @@ def serialize(data, content_type):
     if content_type == "application/json":
         if is_frame:
             data = data.to_dict(orient="list")
-        return json.dumps(data, default=_json_default).encode("utf-8")
+        return json.dumps(_json_ready(data), default=_json_default).encode("utf-8")
     if content_type == "text/csv":
         if is_frame:
-            return data.to_csv(index=False).encode("utf-8")
+            return data.to_csv(index=False, na_rep=R_MISSING).encode("utf-8")
         if isinstance(data, dict):  # columns -> a CSV with a header, as the default input_fn reads it
             names = list(data)
             columns = [v if isinstance(v, (list, tuple)) else [v] for v in data.values()]
             out = io.StringIO()
             writer = csv.writer(out, lineterminator="\n")
             writer.writerow(names)
-            writer.writerows(zip(*columns))
+            writer.writerows([R_MISSING if _is_missing(v) else v for v in row] for row in zip(*columns))
             return out.getvalue().encode("utf-8")
         raise TypeError("text/csv needs a pandas DataFrame, a dict of columns, str or bytes")
     raise TypeError(f"cannot serialize {type(data).__name__} as {content_type}: pass str or bytes")
+
+
+def _is_missing(value):
+    """None, NaN, pandas NA or NaT."""
+    if value is None or type(value).__name__ in ("NAType", "NaTType"):
+        return True
+    return isinstance(value, float) and math.isnan(value)
+
+
+def _json_ready(value):
+    """value with numpy arrays/scalars as plain values and missing values as None (JSON null, NA in R)."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, dict):
+        return {key: _json_ready(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(item) for item in value]
+    return None if _is_missing(value) else value
 
 
 def _json_default(value):
@@ -52,6 +72,8 @@ def _json_default(value):
 
 
 def _number(text):
+    if text == R_MISSING:
+        return None
     try:
         return float(text)
     except ValueError:
@@ -59,7 +81,8 @@ def _number(text):
 
 
 def deserialize(body, content_type):
-    """Response body -> Python: JSON parsed; CSV as a list of numbers (one column) or of rows."""
+    """Response body -> Python: JSON parsed; CSV as a list of numbers (one column) or of rows. A missing value
+    (JSON null, CSV NA) is None."""
     content_type = (content_type or "").split(";")[0].strip()
     text = body.decode("utf-8", errors="replace")
     if content_type == "application/json":
@@ -151,7 +174,8 @@ class Predictor:
 
     def refresh_interval(self, waited):
         low, high = getattr(self.backend, "poll_interval", (0.5, 5.0))
-        return min(high, low * (1.5 ** max(0, waited)))
+        # backs off more slowly than jobs': a local endpoint is InService ~0.5 s after its start
+        return min(high, low * (1.25 ** max(0, waited)))
 
     def wait(self, progress="auto", timeout=None):
         """Wait until the endpoint is InService (or Failed)."""

@@ -1,7 +1,10 @@
 """%%r_deploy on the local backend: real R serving over real HTTP, as a user drives it."""
 
+import http.client
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -11,7 +14,7 @@ import pytest
 from IPython.core.error import UsageError
 
 from sm_r_magic.backends.local import pid_alive
-from sm_r_magic.errors import JobFailed
+from sm_r_magic.errors import JobFailed, SmRMagicError
 from sm_r_magic.predictor import InvocationError
 
 from .conftest import run_cell
@@ -84,8 +87,8 @@ def test_delete_frees_port_and_process(shell, trained):
     assert pid_alive(pid)
     p.delete()
     assert p.status == "Deleted" and not pid_alive(pid)
-    import socket
-
+    with pytest.raises(SmRMagicError, match="was deleted: deploy the model again with %%r_deploy --model"):
+        p.predict({"wt": [3], "hp": [100]}, content_type="application/json")
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", port)) != 0
     from sm_r_magic import api
@@ -226,3 +229,188 @@ def test_endpoint_deleted_when_kernel_exits_unless_kept(tmp_path, trained, local
     assert kept in live and gone not in live
     assert live[kept].predict({"wt": [3], "hp": [100]}, content_type="application/json")
     live[kept].delete()
+
+
+def endpoint_state(local_root, name):
+    return json.load(open(local_root / "endpoints" / name / "state.json"))
+
+
+def port_closed(port):
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def server_children(pid):
+    """Live processes whose parent is pid (the server's forked connection workers)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z" and int(fields[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def wait_until(condition, timeout=15):
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return condition()
+
+
+def kill_server(state):
+    """Test cleanup: end a server (and its workers) a failed test may have left."""
+    if pid_alive(state.get("pid")):
+        try:
+            os.killpg(state["pid"], signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def test_missing_values_go_as_na_and_come_back_as_none(shell, trained, tmp_path):
+    import pandas as pd
+
+    assert deploy(shell, "--as na_ep") is None
+    na_ep = shell.user_ns["na_ep"]
+    try:
+        frame = pd.DataFrame({"wt": [2.6, float("nan"), 3.0], "hp": [110.0, 120.0, None]})
+        (tmp_path / "complete.csv").write_text("wt,hp\n2.6,110\n")
+        expected = r_predictions(trained.model_data, tmp_path / "complete.csv")[0]
+        # R reads null (JSON) and NA (CSV) as NA, predict() gives NA, which comes back as None either way
+        for content_type in ("application/json", "text/csv"):
+            result = na_ep.predict(frame, content_type=content_type)
+            assert result[0] == pytest.approx(expected, abs=1e-9) and result[1:] == [None, None], content_type
+        columns = {"wt": [None, 2.6], "hp": [100, 110]}
+        assert na_ep.predict(columns, content_type="text/csv")[0] is None
+        assert na_ep.predict(columns, content_type="application/json")[1] == pytest.approx(expected, abs=1e-9)
+    finally:
+        na_ep.delete()
+
+
+def test_file_env_and_source_dir_reach_the_inference_code(shell, trained, tmp_path):
+    (tmp_path / "offset.txt").write_text("100\n")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "helpers.R").write_text("scale_of <- function() 2\n")
+    (tmp_path / "complete.csv").write_text("wt,hp\n3,100\n")
+    code = textwrap.dedent('''
+        source("helpers.R")
+        model_fn <- function(model_dir) list(fit = readRDS(file.path(model_dir, "model.rds")),
+                                             offset = as.numeric(readLines("offset.txt")))
+        predict_fn <- function(data, model) {
+          scale_of() * predict(model$fit, newdata = data) + model$offset + as.numeric(Sys.getenv("EXTRA"))
+        }
+    ''')
+    line = f"--file {tmp_path / 'offset.txt'} --source-dir {tmp_path / 'src'} --env EXTRA=1000 --as extras"
+    assert deploy(shell, line, code) is None
+    extras = shell.user_ns["extras"]
+    try:
+        plain = r_predictions(trained.model_data, tmp_path / "complete.csv")[0]
+        result = extras.predict({"wt": [3], "hp": [100]}, content_type="application/json")
+        assert result == pytest.approx([2 * plain + 100 + 1000], abs=1e-9)
+    finally:
+        extras.delete()
+
+
+KEEPING_KERNEL = '''
+import sys
+from IPython.core.interactiveshell import InteractiveShell
+
+code = sys.argv[2]
+ip = InteractiveShell.instance()
+ip.run_line_magic("load_ext", "sm_r_magic")
+ip.run_line_magic("config", "RMagic.progress = 'none'")
+assert ip.run_cell(f"%%r_deploy --model {sys.argv[1]} --name kept-flag --keep --as flag\\n{code}").success
+ip.run_line_magic("config", "RMagic.keep_endpoints = True")
+assert ip.run_cell(f"%%r_deploy --model {sys.argv[1]} --name kept-setting --as setting\\n{code}").success
+print("ENDPOINTS", ip.user_ns["flag"].endpoint_name, ip.user_ns["setting"].endpoint_name)
+'''
+
+
+def test_keep_and_keep_endpoints_outlive_the_kernel_then_delete_all_frees_them(shell, trained, local_root,
+                                                                                capsys):
+    out = subprocess.run([sys.executable, "-c", KEEPING_KERNEL, trained.model_data, INFERENCE], capture_output=True,
+                         text=True, env={**os.environ, "SM_R_MAGIC_LOCAL_ROOT": str(local_root)}, timeout=120)
+    kept = next(line.split()[1:] for line in out.stdout.splitlines() if line.startswith("ENDPOINTS"))
+    states = [endpoint_state(local_root, name) for name in kept]
+    try:
+        assert out.returncode == 0, out.stderr
+        assert all(state["keep"] for state in states)
+        assert deploy(shell, "--as own") is None  # and one of this kernel's own
+        own = shell.user_ns["own"].endpoint_name
+        states.append(endpoint_state(local_root, own))
+        from sm_r_magic import api
+
+        live = {p.endpoint_name: p for p in api.endpoints()}
+        assert set(kept) | {own} <= set(live)
+        for name in kept:  # served after their kernel exited
+            assert len(live[name].predict({"wt": [3], "hp": [100]}, content_type="application/json")) == 1
+        capsys.readouterr()
+        shell.run_line_magic("r_endpoints", "--delete-all")
+        printed = capsys.readouterr().out
+        assert all(f"deleted {name}" in printed for name in kept + [own])
+        for state in states:
+            assert wait_until(lambda: not pid_alive(state["pid"]) and port_closed(state["port"]))
+        shell.run_line_magic("r_endpoints", "")
+        assert "no live endpoints" in capsys.readouterr().out
+    finally:
+        for state in states:
+            kill_server(state)
+
+
+DYING_KERNEL = '''
+import sys, time
+import sm_r_magic as s
+
+p = s.deploy(sys.argv[2], model=sys.argv[1], name="orphan", progress="none")
+print("ENDPOINT", p.endpoint_name, flush=True)
+time.sleep(300)
+'''
+
+
+def test_endpoint_ends_with_its_sigkilled_kernel_and_is_deleted(trained, local_root):
+    kernel = subprocess.Popen([sys.executable, "-c", DYING_KERNEL, trained.model_data, INFERENCE], text=True,
+                              stdout=subprocess.PIPE, env={**os.environ, "SM_R_MAGIC_LOCAL_ROOT": str(local_root)})
+    state, conn = {}, None
+    try:
+        name = kernel.stdout.readline().split()[1]
+        state = endpoint_state(local_root, name)
+        # a kept-alive connection holds one of the server's forked worker processes
+        conn = http.client.HTTPConnection("127.0.0.1", state["port"], timeout=10)
+        conn.request("POST", "/invocations", body="wt,hp\n3,100\n", headers={"Content-Type": "text/csv"})
+        assert conn.getresponse().read()
+        workers = server_children(state["pid"])
+        assert workers
+        kernel.kill()  # SIGKILL: no atexit handler runs
+        kernel.wait(timeout=10)
+        assert wait_until(lambda: not any(pid_alive(pid) for pid in [state["pid"], *workers]))
+        assert port_closed(state["port"])
+        from sm_r_magic import api
+
+        assert name not in [p.endpoint_name for p in api.endpoints()]
+        orphan = api.attach(name)
+        assert orphan.status == "Deleted" and not orphan.failure_reason
+        with pytest.raises(SmRMagicError, match="was deleted: deploy the model again with %%r_deploy --model"):
+            orphan.predict({"wt": [3], "hp": [100]}, content_type="application/json")
+    finally:
+        if conn is not None:
+            conn.close()
+        if kernel.poll() is None:
+            kernel.kill()
+            kernel.wait(timeout=10)
+        kill_server(state)
+
+
+def test_real_failure_stays_failed_after_its_kernel_is_gone(shell, trained, local_root):
+    result = shell.run_cell('%%r_deploy --as broken\nmodel_fn <- function(model_dir) stop("corrupt model")\n')
+    assert isinstance(result.error_in_exec, JobFailed)
+    name = shell.user_ns["broken"].endpoint_name
+    jf_state = local_root / "endpoints" / name / "state.json"
+    state = json.load(open(jf_state))
+    state.update(status="InService", owner_pid=2 ** 22 + 1)  # as if its kernel had died before noticing
+    jf_state.write_text(json.dumps(state))
+    assert name in [p.endpoint_name for p in shell.user_ns["broken"].backend.list_endpoints()]
+    assert shell.user_ns["broken"].status == "Failed"
+    assert "corrupt model" in shell.user_ns["broken"].failure_reason

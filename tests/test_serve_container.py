@@ -348,6 +348,27 @@ def test_submit_directory_program_and_custom_handlers(lm_model, tmp_path):
         server.stop()
 
 
+def test_warm_up_runs_no_user_code_before_a_request(lm_model, tmp_path):
+    """The warm-up request runs in the parent with the default handlers: the program's predict_fn is first
+    called by a real request, once per request, and answers correctly on each new connection. (How fast
+    start-up and first requests are: benchmarks/bench_serving.py.)"""
+    calls = tmp_path / "calls.txt"
+    code = HANDLER + (f'predict_fn <- function(data, model) {{ cat("call\\n", file = "{calls}", append = TRUE)\n'
+                      "  predict(model, newdata = data) }\n")
+    root = make_root(tmp_path, lm_model[0], {"inference.R": code})
+    server = Server(root)
+    try:
+        server.start()
+        assert not calls.exists()
+        for _ in range(5):
+            status, body, _ = server.invoke(CSV_BODY, "text/csv")
+            assert status == 200
+            assert_close(floats_csv(body), lm_model[1])
+        assert calls.read_text().count("call") == 5
+    finally:
+        server.stop()
+
+
 def test_long_predict_does_not_block_ping_and_sigterm_stops_everything(lm_model, tmp_path):
     root = make_root(tmp_path, lm_model[0], {"inference.R": CUSTOM})
     server = Server(root, {"SM_R_MAGIC_WORKERS": "1"})

@@ -393,7 +393,12 @@ class LocalBackend(Backend):
             proc.poll()
         if check and state["status"] in ("Creating", "InService"):
             running, reason = self._server_running(folder, state)
-            if not running:
+            if not running and self._ended_with_owner(folder, state):
+                self._connections.close(name)
+                self._stop_server(folder, state)  # removes what is left (docker: the exited container)
+                self._retire_endpoint(folder)
+                state = folder.state() or dict(state, status="Deleted")
+            elif not running:
                 state = folder.update(status="Failed", failure_reason=reason)
             elif state["status"] == "Creating" and state.get("port") and ping(state["port"]):
                 state = folder.update(status="InService", in_service=time.time())
@@ -403,6 +408,14 @@ class LocalBackend(Backend):
         if pid_alive(state.get("pid")):
             return True, None
         return False, self._server_failure(folder)
+
+    @staticmethod
+    def _ended_with_owner(folder, state):
+        """Whether a server that exited ended with the kernel that started it (not kept, no failure recorded):
+        the expected end of such an endpoint (deleted), not a failure."""
+        owner = state.get("owner_pid")
+        return (not state.get("keep") and bool(owner) and not pid_alive(owner)
+                and not jf.failure_message(folder, "training"))
 
     def _server_failure(self, folder):
         reason = jf.failure_message(folder, "training")
@@ -439,6 +452,11 @@ class LocalBackend(Backend):
         folder, state = self._endpoint_state(name, check=self._cheap_liveness)
         if state["status"] != "InService" and not self._cheap_liveness:
             folder, state = self._endpoint_state(name)
+        if state["status"] == "Deleted":
+            requests = jf.read_json(os.path.join(folder.path, "requests.json"), {})
+            model = requests.get("model", {}).get("PrimaryContainer", {}).get("ModelDataUrl")
+            raise SmRMagicError(f"{self.name} endpoint {name} was deleted: deploy the model again with %%r_deploy"
+                                + (f" --model {model}" if model else "") + " (a new endpoint and predictor)")
         if state["status"] != "InService":
             raise SmRMagicError(f"{self.name} endpoint {name} is {state['status']}, not InService: "
                                 + ("wait for it (predictor.wait())" if state["status"] == "Creating"
@@ -487,6 +505,12 @@ class LocalBackend(Backend):
         found = []
         for name in os.listdir(self.endpoints_dir):
             state = self.endpoint_folder(name).state()
+            if (state and state.get("status") in ("Creating", "InService") and not state.get("keep")
+                    and not pid_alive(state.get("owner_pid"))):
+                try:  # its kernel is gone: the server ended with it (deleted) or is left running
+                    state = self._endpoint_state(name)[1]
+                except SmRMagicError:
+                    continue
             if state and (include_deleted or state.get("status") != "Deleted"):
                 found.append((state.get("created") or 0, Predictor(self, name, keep=state.get("keep", False))))
         return [p for _, p in sorted(found, key=lambda item: item[0])]

@@ -52,16 +52,22 @@
 # Settings: SAGEMAKER_BIND_TO_PORT (8080), SM_R_MAGIC_BIND_HOST (0.0.0.0; any host other than 127.0.0.1 /
 # localhost listens on all interfaces), SM_R_MAGIC_WORKERS, SM_R_MAGIC_MAX_PAYLOAD_MB, SM_R_MAGIC_ACCESS_LOG=1
 # (one line per request on stderr; by default only failed requests are logged), SM_R_MAGIC_MODEL_DATA
-# (a model.tar.gz to extract into the model folder when it is empty: the local backend), SM_R_MAGIC_PRELOAD=0
-# (skip pre-loading stats/utils in the parent; see .sm_warm_up).
+# (a model.tar.gz to extract into the model folder when it is empty: the local backend).
 #
-# Limits: a new connection costs a fork plus a few ms of first-request warm-up in the new process (~7 ms here,
-# where plumber answers a fresh connection in ~1.6 ms): clients should keep connections alive, as SageMaker
-# does. Each open connection holds one R process. With remote disabled (127.0.0.1), Rserve listens on all
+# Start-up (~0.5 s from exec to /ping for a small lm model, ~0.2 s of it R's own start): R's JIT is off in
+# serve mode. It would compile each function we call once at start-up (sm_serve alone: 0.2 s) and, in every
+# connection process, each closure not compiled before the fork (~140 ms on a new connection). Instead the
+# program's global functions are byte-compiled and a request is run before listening (see .sm_warm_up).
+# Functions the program keeps elsewhere (in a list, an environment, a plumber route) run interpreted.
+#
+# Limits: a new connection costs a fork plus copy-on-write page faults in its first request (p50 ~14 ms where
+# a kept-alive request takes ~3 ms and plumber, one process, answers a fresh connection in ~7.6 ms; see
+# README "Speed"): clients should keep connections alive, as SageMaker does. Each open connection holds one R process. With remote disabled (127.0.0.1), Rserve listens on all
 # interfaces but serves loopback peers only. Requests are not cut at 60 s (SageMaker does that). If the parent
 # is SIGKILLed, connection processes live on until their client closes the connection.
 
 .sm_serve_state <- new.env(parent = emptyenv())
+compiler::enableJIT(0)
 
 # --- small utilities ---------------------------------------------------------------------------------
 
@@ -477,43 +483,58 @@ sm_http_error <- function(message, status = 400L) {
 }
 
 # Forked connection processes start from the parent's memory: whatever the parent has not compiled or loaded,
-# every new connection would redo (R's JIT compiling a closure on first use costs ~40 ms). So compile the
-# global functions (ours and the program's) and exercise the request path once before listening.
-.sm_warm_up <- function() {
+# every new connection would redo. With the JIT off, the program's functions are byte-compiled here (our own
+# request path gains nothing measurable from it: its time goes to read.csv, predict and write). Then requests
+# go through the whole path: that loads exactly the lazy-loaded functions they need (predict methods, model
+# frames, read.csv, jsonlite). Measured, the first request of a new connection takes ~8 ms after it, ~20 ms
+# without it, ~12 ms after preloading all of stats and utils instead (which cost ~0.5 s of start-up). In
+# handler mode those requests are one row of the model's own data (lm, glm and others keep it in $model)
+# through the *default* handlers: no user code runs before a real request. No gc() here: measured, it did not
+# make a new connection's first request faster (~0.1 s of start-up).
+.sm_warm_up <- function(program_functions) {
   env <- globalenv()
-  for (name in ls(env, all.names = TRUE)) {
-    fn <- get(name, envir = env)
+  for (name in program_functions) {
+    fn <- get0(name, envir = env, inherits = FALSE)
     if (is.function(fn) && !is.primitive(fn)) {
       compiled <- tryCatch(compiler::cmpfun(fn), error = function(e) NULL)
       if (!is.null(compiled)) assign(name, compiled, envir = env)
     }
   }
   for (ns in c("jsonlite", "filelock")) if (requireNamespace(ns, quietly = TRUE)) loadNamespace(ns)
-  # Load the lazy-loaded functions of stats and utils (predict methods, model frames, read.csv) once here
-  # rather than in every connection process (~0.2 s here, saves a few ms on each new connection).
-  if (!identical(Sys.getenv("SM_R_MAGIC_PRELOAD", "1"), "0")) {
-    for (pkg in c("stats", "utils")) {
-      ns <- asNamespace(pkg)
-      for (name in ls(ns, all.names = TRUE)) try(get(name, envir = ns), silent = TRUE)
-    }
-  }
   headers <- charToRaw("Request-Method: GET\nHost: localhost\nAccept: */*\n")
-  .sm_serve_state$warming_up <- TRUE
-  on.exit(.sm_serve_state$warming_up <- FALSE)
-  try(silent = TRUE, {
+  st <- .sm_serve_state
+  st$warming_up <- TRUE
+  on.exit(st$warming_up <- FALSE)
+  suppressWarnings(try(silent = TRUE, {
     .sm_http_request("/ping", NULL, NULL, headers)
     .sm_http_request("/sm-r-magic-warm-up", NULL, NULL, headers)
-    .sm_text_response(404L, "warm-up")
-    .sm_media_type("text/csv; charset=utf-8")
-    .sm_header("Request-Method: POST\nAccept: text/csv\n", "accept")
-    .sm_default_input_fn("a,b\n1,2\n", "text/csv")
-    .sm_default_input_fn("[{\"a\":1}]", "application/json")
-    .sm_default_input_fn("{\"a\":[1,2]}", "application/json")
-    .sm_default_output_fn(c(1.5, 2), "text/csv")
-    .sm_default_output_fn(c(1.5, 2), "application/json")
+    if (st$mode == "handler") .sm_warm_up_invocations(.sm_warm_up_rows(st$model))
     .sm_default_output_fn(data.frame(a = 1), "text/csv")
-  })
-  invisible(gc())   # a compact old generation: fewer pages for the forked processes' GCs to touch and copy
+  }))
+  invisible()
+}
+
+.sm_warm_up_rows <- function(model) {
+  frame <- tryCatch(if (is.list(model) && is.data.frame(model[["model"]])) model[["model"]], error = function(e) NULL)
+  if (is.null(frame) || !nrow(frame)) return(data.frame(x = 1))
+  frame[1L, , drop = FALSE]
+}
+
+# POST rows as CSV and as JSON to /invocations, twice each, with the default handlers.
+.sm_warm_up_invocations <- function(rows) {
+  st <- .sm_serve_state
+  handlers <- mget(c("input_fn", "predict_fn", "output_fn"), envir = st)
+  on.exit(list2env(handlers, envir = st))
+  st$input_fn <- .sm_default_input_fn
+  st$predict_fn <- .sm_default_predict_fn
+  st$output_fn <- .sm_default_output_fn
+  for (type in c("text/csv", "application/json")) {
+    text <- if (type == "text/csv") .sm_csv_text(rows) else as.character(jsonlite::toJSON(rows, digits = NA))
+    body <- charToRaw(text)
+    attr(body, "content-type") <- type
+    headers <- charToRaw(sprintf("Request-Method: POST\nHost: localhost\nContent-Type: %s\nAccept: %s\n", type, type))
+    for (i in 1:2) try(.sm_http_request("/invocations", NULL, body, headers), silent = TRUE)
+  }
 }
 
 # --- main --------------------------------------------------------------------------------------------
@@ -543,7 +564,9 @@ sm_serve <- function() {
   installed <- tryCatch({ .sm_install_job_packages(code$dir); TRUE }, error = function(e) e)
   if (inherits(installed, "error")) .sm_serve_fail(paste("Error installing R packages:", conditionMessage(installed)), 2L)
   .sm_log("loading model: ", file.path(code$dir, code$program), ", model dir ", model_dir)
+  ours <- ls(globalenv(), all.names = TRUE)
   program <- .sm_load_program(code)
+  program$functions <- setdiff(ls(globalenv(), all.names = TRUE), ours)
   st$mode <- program$mode
   if (program$mode == "handler") {
     user_fn <- function(name, default) {
@@ -567,12 +590,6 @@ sm_serve <- function() {
   }
 
   if (!requireNamespace("Rserve", quietly = TRUE)) .sm_serve_fail("the Rserve R package is not installed (r-cran-rserve)", 2L)
-  .sm_warm_up()
-  if (program$mode == "handler") {   # the compiled versions of the program's functions
-    st$input_fn <- user_fn("input_fn", .sm_default_input_fn)
-    st$predict_fn <- user_fn("predict_fn", .sm_default_predict_fn)
-    st$output_fn <- user_fn("output_fn", .sm_default_output_fn)
-  }
   workers <- settings$workers
   if (workers > 0L && !requireNamespace("filelock", quietly = TRUE)) {
     .sm_log("filelock is not installed: the number of concurrent invocations is not limited")
@@ -584,6 +601,12 @@ sm_serve <- function() {
     dir.create(slot_dir, showWarnings = FALSE)
     st$slots <- file.path(normalizePath(slot_dir), sprintf("slot-%d", seq_len(workers)))
     file.create(st$slots)
+  }
+  .sm_warm_up(program$functions)
+  if (program$mode == "handler") {   # the compiled versions of the program's functions
+    st$input_fn <- user_fn("input_fn", .sm_default_input_fn)
+    st$predict_fn <- user_fn("predict_fn", .sm_default_predict_fn)
+    st$output_fn <- user_fn("output_fn", .sm_default_output_fn)
   }
   assign(".http.request", .sm_http_request, envir = globalenv())
   local_only <- settings$host %in% c("127.0.0.1", "localhost", "::1")
