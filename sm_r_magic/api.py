@@ -265,12 +265,14 @@ def attach(name, backend=None):
 
 
 def jobs(backend=None):
-    """This session's jobs, plus the backend's recent ones (local: every job under the local root)."""
+    """The backend's jobs: this session's, plus the backend's recent ones (local: every job under the
+    local root); oldest first."""
     be = get_backend(backend, config())
     known = {job.name: job for job in be.list_jobs()}
     for job in SESSION.jobs:
-        known.setdefault(job.name, job)
-    return list(known.values())
+        if job.backend_name == be.name:
+            known.setdefault(job.name, job)
+    return sorted(known.values(), key=lambda job: job.created)
 
 
 def endpoints(backend=None):

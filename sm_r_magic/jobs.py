@@ -48,10 +48,11 @@ def _now():
 class Job:
     """A processing or training job: status, logs, wait, stop, outputs / model_data."""
 
-    def __init__(self, backend, kind, name):
+    def __init__(self, backend, kind, name, created=None):
         self.backend = backend
         self.kind = kind
         self.name = name
+        self._created = created  # epoch seconds, when a listing already told (saves a describe)
         self._description = None
         self._described_at = 0.0
         self._log_cursor = None
@@ -139,6 +140,14 @@ class Job:
             except ValueError:
                 decoded[key] = value
         return decoded
+
+    @property
+    def created(self):
+        """Creation time in epoch seconds (for ordering jobs of any backend)."""
+        if self._created is None:
+            when = self._cached().get("CreationTime")
+            self._created = when.timestamp() if hasattr(when, "timestamp") else float(when or 0)
+        return self._created
 
     @property
     def start_time(self):

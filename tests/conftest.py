@@ -16,6 +16,23 @@ def r_available():
     return shutil.which("Rscript")
 
 
+@pytest.fixture(autouse=True)
+def fresh_session():
+    """Each test starts with an empty session (what %r_jobs, deploy defaults and the kernel-exit clean-up
+    see), as a new kernel does; endpoints a test left in it are deleted afterwards, not at pytest's exit."""
+    from sm_r_magic.jobs import SESSION
+
+    SESSION.jobs, SESSION.endpoints = [], []
+    yield SESSION
+    for predictor in list(SESSION.endpoints):
+        try:
+            if predictor.status != "Deleted":
+                predictor.delete()
+        except Exception:  # its backend is gone (a stopped moto server): nothing left to delete
+            pass
+    SESSION.jobs, SESSION.endpoints = [], []
+
+
 @pytest.fixture
 def local_root(tmp_path, monkeypatch):
     """Every test gets its own artifact root, also for code that reads the environment."""

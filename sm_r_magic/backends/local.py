@@ -242,7 +242,8 @@ class LocalBackend(Backend):
         for name in os.listdir(self.jobs_dir):
             state = self.folder(name).state()
             if state:
-                found.append((state.get("created") or 0, Job(self, state.get("kind", "training"), name)))
+                created = state.get("created") or 0
+                found.append((created, Job(self, state.get("kind", "training"), name, created=created)))
         return [job for _, job in sorted(found, key=lambda item: item[0])]
 
     def attach(self, name):

@@ -479,7 +479,7 @@ class SageMakerBackend(Backend):
         """The account's most recent training and processing jobs (two List calls; oldest first)."""
         from ..jobs import Job
 
-        found = [(created, Job(self, kind, name)) for kind in ("training", "processing")
+        found = [(created, Job(self, kind, name, created=created.timestamp())) for kind in ("training", "processing")
                  for created, name in self._recent(kind)]
         found.sort(key=lambda item: item[0])
         return [job for _, job in found]
