@@ -67,7 +67,7 @@ def _die_with_parent():
 
 class LocalBackend(Backend):
     name = "local"
-    poll_interval = (0.05, 0.5)
+    poll_interval = (0.05, 0.2)  # reading state.json is cheap: notice the end of a short job within 0.2 s
 
     def __init__(self, config):
         super().__init__(config)

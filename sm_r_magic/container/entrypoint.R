@@ -10,6 +10,9 @@
 })
 source(file.path(.sm_container_dir, "helpers.R"))
 options(warn = 1, keep.source = TRUE)
+# R's JIT would byte-compile each of our functions on first use: ~0.1 s of a job's start, for code that runs
+# once. It is off while we prepare the job and back on (R's default level) for the user's code.
+.sm_jit_level <- compiler::enableJIT(0)
 
 .sm_log <- function(...) message("[sm-r-magic] ", ...)
 
@@ -122,6 +125,7 @@ sm_fetch <- function(uri, dest) {
     message("Error: ", msg)
     quit(save = "no", status = 2)
   }
+  compiler::enableJIT(.sm_jit_level)
   old <- setwd(code_dir)
   on.exit(setwd(old))
   trace <- character()
