@@ -38,10 +38,9 @@ def _extra_environment(env, packages, cfg=None, source_dir=None):
 def _resources(cfg, instance_type, instance_count, volume_size, max_runtime):
     """Instance type, count, volume (GB) and maximum runtime (s): given values, else the settings'.
     A given value must be a whole number of at least 1 (SageMaker's minimum), never silently replaced."""
-    given = {"--instance-count": instance_count, "--volume-size": volume_size, "--max-run": max_runtime}
-    for option, value in given.items():
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise SmRMagicError(f"{option} {value!r}: give a whole number of at least 1")
+    for option, value in (("--instance-count", instance_count), ("--volume-size", volume_size),
+                          ("--max-run", max_runtime)):
+        parsing.check_at_least_one(value, option)
     return dict(instance_type=instance_type or cfg.instance_type,
                 instance_count=cfg.instance_count if instance_count is None else instance_count,
                 volume_size=cfg.volume_size if volume_size is None else volume_size,
@@ -103,15 +102,16 @@ def train(code, *, name=None, backend=None, channels=None, hyperparameters=None,
     """Run R code as a training job. channels: name -> URI; hyperparameters: name -> JSON-able value."""
     cfg = config()
     resources = _resources(cfg, instance_type, instance_count, volume_size, max_runtime)
-    _check_spot(spot, checkpoint_uri, max_wait, resources["max_runtime"], (backend or cfg.backend).lower() == "sagemaker")
+    _check_spot(spot, checkpoint_uri, max_wait, resources["max_runtime"],
+                on_sagemaker=(backend or cfg.backend).lower() == "sagemaker")
     cfg, be, base, src = _prepare(code, spec.TRAIN_PROGRAM, backend=backend, name=name, files=files,
                                   source_dir=source_dir, default_name="r-training")
     channels = {k: be.data_uri(v, f"--channel {k}") for k, v in (channels or {}).items()}
     request = spec.training_request(
         job_name=spec.unique_name(base, src.sha256), image=be.image(), role=be.role(), code_uri=be.code_uri(src),
         channels=channels, hyperparameters=dict(hyperparameters or {}), output_path=be.training_output_path(),
-        **resources, environment=_extra_environment(env, packages, cfg, source_dir), sourcedir_sha256=src.sha256, spot=spot,
-        max_wait=max_wait, checkpoint_uri=checkpoint_uri, metric_definitions=metrics)
+        **resources, environment=_extra_environment(env, packages, cfg, source_dir), sourcedir_sha256=src.sha256,
+        spot=spot, max_wait=max_wait, checkpoint_uri=checkpoint_uri, metric_definitions=metrics)
     if dry_run:
         return request
     be.upload(src, channels)
@@ -205,8 +205,7 @@ def deploy(code=None, *, model=None, name=None, backend=None, instance_type=None
     be = get_backend(backend, cfg)
     base = parsing.validate_base_name(name or "r-endpoint")
     serverless = parse_serverless(serverless) if not isinstance(serverless, tuple) else serverless
-    if instance_count is not None and (not isinstance(instance_count, int) or instance_count < 1):
-        raise SmRMagicError(f"--instance-count {instance_count!r}: give a whole number of at least 1")
+    parsing.check_at_least_one(instance_count, "--instance-count")
     if workers is not None and workers < 0:
         raise SmRMagicError("--workers must be 0 (one per CPU) or more")
     has_code = bool(code and code.strip())

@@ -76,8 +76,7 @@ class RMagics(Magics):
         self.settings = settings
 
     def _check_count(self, args):
-        if args.instance_count is not None and args.instance_count < 1:
-            raise SmRMagicError("--instance-count must be at least 1")
+        parsing.check_at_least_one(args.instance_count, "--instance-count")  # before a --form is shown
 
     def _target_var(self, args):
         var = args.as_var or (parsing.python_identifier(args.name) if args.name else None)

@@ -68,6 +68,14 @@ def parse_env(items):
     return {k: ("" if v is None else v) for k, v in env.items()}
 
 
+def check_at_least_one(value, option):
+    """A count, size or duration given by the user: a whole number of at least 1 (SageMaker's minimum), or None
+    (not given: the setting's default applies)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise SmRMagicError(f"{option} {value!r}: give a whole number of at least 1")
+    return value
+
+
 def parse_hp_value(text):
     """--hp values are JSON when they parse (0.5, true, [1,2]), else plain strings ("mpg ~ wt")."""
     try:

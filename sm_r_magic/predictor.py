@@ -31,7 +31,7 @@ def serialize(data, content_type):
     if content_type == "application/json":
         if is_frame:
             data = data.to_dict(orient="list")
-        return json.dumps(_json_ready(data), default=_json_default).encode("utf-8")
+        return json.dumps(_json_ready(data)).encode("utf-8")
     if content_type == "text/csv":
         if is_frame:
             return data.to_csv(index=False, na_rep=R_MISSING).encode("utf-8")
@@ -63,12 +63,6 @@ def _json_ready(value):
     if isinstance(value, (list, tuple)):
         return [_json_ready(item) for item in value]
     return None if _is_missing(value) else value
-
-
-def _json_default(value):
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def _number(text):

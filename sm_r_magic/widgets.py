@@ -437,14 +437,13 @@ class JobWidget(_Shown, widgets.VBox):
         definitions = (desc.get("AlgorithmSpecification") or {}).get("MetricDefinitions") or []
         return {d["Name"]: d["Regex"] for d in definitions if d.get("Name") and d.get("Regex")}
 
-    def metrics(self):
+    def metrics(self, job=None):
         """The --metric values parsed from the log so far (the last match of each regex)."""
         regexes = self._metric_regexes()
-        return self.job.metrics(regexes) if regexes else {}
+        return (job or self.job).metrics(regexes) if regexes else {}
 
     def _metrics_html(self, job):
-        regexes = self._metric_regexes()
-        values = job.metrics(regexes) if regexes else {}
+        values = self.metrics(job)
         if not values:
             return ""
         text = " · ".join(f"{esc(k)} <b>{v:.6g}</b>" if isinstance(v, float) else f"{esc(k)} <b>{esc(v)}</b>"

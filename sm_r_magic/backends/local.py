@@ -411,11 +411,15 @@ class LocalBackend(Backend):
         return False, self._server_failure(folder)
 
     @staticmethod
-    def _ended_with_owner(folder, state):
+    def _owner_gone(state):
+        """The endpoint is not kept and the kernel that started it is no longer running."""
+        return not state.get("keep") and not pid_alive(state.get("owner_pid"))
+
+    @classmethod
+    def _ended_with_owner(cls, folder, state):
         """Whether a server that exited ended with the kernel that started it (not kept, no failure recorded):
         the expected end of such an endpoint (deleted), not a failure."""
-        owner = state.get("owner_pid")
-        return (not state.get("keep") and bool(owner) and not pid_alive(owner)
+        return (bool(state.get("owner_pid")) and cls._owner_gone(state)
                 and not jf.failure_message(folder, "training"))
 
     def _server_failure(self, folder):
@@ -506,8 +510,7 @@ class LocalBackend(Backend):
         found = []
         for name in os.listdir(self.endpoints_dir):
             state = self.endpoint_folder(name).state()
-            if (state and state.get("status") in ("Creating", "InService") and not state.get("keep")
-                    and not pid_alive(state.get("owner_pid"))):
+            if state and state.get("status") in ("Creating", "InService") and self._owner_gone(state):
                 try:  # its kernel is gone: the server ended with it (deleted) or is left running
                     state = self._endpoint_state(name)[1]
                 except SmRMagicError:
