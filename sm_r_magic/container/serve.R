@@ -66,6 +66,14 @@
 # interfaces but serves loopback peers only. Requests are not cut at 60 s (SageMaker does that). If the parent
 # is SIGKILLed, connection processes live on until their client closes the connection.
 
+if (!exists(".sm_container_dir", inherits = FALSE)) {  # run as its own script, not sourced by entrypoint.R
+  .sm_container_dir <- local({
+    file_arg <- grep("^--file=", commandArgs(FALSE), value = TRUE)[1]
+    dirname(normalizePath(sub("^--file=", "", file_arg)))
+  })
+  source(file.path(.sm_container_dir, "lib.R"))
+  source(file.path(.sm_container_dir, "helpers.R"))
+}
 .sm_serve_state <- new.env(parent = emptyenv())
 compiler::enableJIT(0)
 
@@ -119,16 +127,7 @@ compiler::enableJIT(0)
   list(value = value)
 }
 
-.sm_error_lines <- function(what, captured) {
-  e <- captured$error
-  call <- conditionCall(e)
-  where <- if (!is.null(call)) paste0(" in ", paste(deparse(call, nlines = 1L), collapse = "")) else ""
-  lines <- sprintf("Error %s%s: %s", what, where, conditionMessage(e))
-  if (length(captured$trace)) {
-    lines <- c(lines, "Traceback (innermost last):", sprintf("  %d: %s", seq_along(captured$trace), captured$trace))
-  }
-  lines
-}
+.sm_captured_error_lines <- function(what, captured) .sm_error_lines(captured$error, captured$trace, what)
 
 # Signal an HTTP error with a given status from input_fn, predict_fn or output_fn.
 sm_http_error <- function(message, status = 400L) {
@@ -209,12 +208,12 @@ sm_http_error <- function(message, status = 400L) {
     sm_plumber_run = function(cond) list(router = cond$router)
   )
   if (!is.null(sourced$router)) return(list(mode = "plumber", router = sourced$router))
-  if (!is.null(sourced$error)) .sm_serve_fail(.sm_error_lines(paste("in", code$program), sourced))
+  if (!is.null(sourced$error)) .sm_serve_fail(.sm_captured_error_lines(paste("in", code$program), sourced))
   if (exists("model_fn", envir = globalenv(), mode = "function", inherits = FALSE)) return(list(mode = "handler"))
   if (grepl(.sm_plumber_annotations, text, perl = TRUE)) {
     if (is.null(.sm_serve_state$plumber_run)) .sm_serve_fail(sprintf("%s is a plumber file but plumber is not installed", code$program))
     router <- .sm_capture(function() plumber::plumb(path))
-    if (!is.null(router$error)) .sm_serve_fail(.sm_error_lines(paste("plumbing", code$program), router))
+    if (!is.null(router$error)) .sm_serve_fail(.sm_captured_error_lines(paste("plumbing", code$program), router))
     return(list(mode = "plumber", router = router$value))
   }
   .sm_serve_fail(sprintf(paste("%s defines no model_fn(model_dir) and runs no plumber router: define model_fn",
@@ -576,7 +575,7 @@ sm_serve <- function() {
     st$predict_fn <- user_fn("predict_fn", .sm_default_predict_fn)
     st$output_fn <- user_fn("output_fn", .sm_default_output_fn)
     loaded <- .sm_capture(get("model_fn", envir = globalenv()), model_dir, .label = "model_fn(model_dir)")
-    if (!is.null(loaded$error)) .sm_serve_fail(.sm_error_lines("in model_fn", loaded))
+    if (!is.null(loaded$error)) .sm_serve_fail(.sm_captured_error_lines("in model_fn", loaded))
     st$model <- loaded$value
   } else {
     st$router <- program$router

@@ -1,11 +1,13 @@
 """Docker helpers for tests: is an engine answering, and an up-to-date shared image (cached build)."""
 
+import os
 import shutil
 import subprocess
 
 import pytest
 
-IMAGE = "sm-r-magic:latest"
+# A separate tag keeps parallel checkouts from rebuilding one another's image.
+IMAGE = os.environ.get("SM_R_MAGIC_TEST_IMAGE", "sm-r-magic:latest")
 
 
 def engine_problem():
