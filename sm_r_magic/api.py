@@ -4,7 +4,7 @@
 """
 
 from . import config as config_module
-from . import parsing, rtools, sourcedir, spec
+from . import parsing, rtools, sourcedir, spec, views
 from .backends import get_backend
 from .errors import JobFailed, SmRMagicError
 from .jobs import SESSION
@@ -57,17 +57,22 @@ def _prepare(code, program, *, backend, name, files, source_dir, default_name):
     return cfg, be, base, src
 
 
+def _show(handle, *, wait, progress, raise_on_failure):
+    """Wait for the handle with a progress view (or show it and return at once); a failure raises JobFailed,
+    which does not repeat the R error when the view already showed it."""
+    if not wait:
+        views.show_async(handle, progress=progress)
+        return handle
+    view = views.make_view(handle, progress)
+    views.watch_with(view, handle)
+    if raise_on_failure and handle.done and handle.status == "Failed":
+        raise JobFailed(handle, reason_shown=bool(getattr(view, "reason_shown", False)))
+    return handle
+
+
 def _finish(job, *, wait, progress, raise_on_failure):
     SESSION.add_job(job)
-    if wait:
-        job.wait(progress=progress)
-        if raise_on_failure and job.done and job.status == "Failed":
-            raise JobFailed(job)
-    else:
-        from .progress import show_async
-
-        show_async(job, progress=progress)
-    return job
+    return _show(job, wait=wait, progress=progress, raise_on_failure=raise_on_failure)
 
 
 def processing(code, *, name=None, backend=None, inputs=None, outputs=None, instance_type=None,
@@ -237,16 +242,8 @@ def deploy(code=None, *, model=None, name=None, backend=None, instance_type=None
     if src:
         be.upload(src, {})
     predictor = SESSION.add_endpoint(be.deploy(requests, keep=keep))
-    wait = cfg.wait if wait is None else wait
-    if wait:
-        predictor.wait(progress=progress or cfg.progress)
-        if raise_on_failure and predictor.status == "Failed":
-            raise JobFailed(predictor)
-    else:
-        from .progress import show_async
-
-        show_async(predictor, progress=progress or cfg.progress)
-    return predictor
+    return _show(predictor, wait=cfg.wait if wait is None else wait, progress=progress or cfg.progress,
+                 raise_on_failure=raise_on_failure)
 
 
 def attach(name, backend=None):

@@ -14,7 +14,7 @@ def register(subparsers):
 def run(args):
     from . import api
     from .errors import SmRMagicError
-    from .progress import show_jobs
+    from .views import show_jobs
 
     if args.action == "list":
         show_jobs(api.jobs(backend=args.backend))

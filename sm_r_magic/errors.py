@@ -8,19 +8,24 @@ class SmRMagicError(Exception):
 class JobFailed(Exception):
     """A job ended Failed; carries the handle so callers can read its logs."""
 
-    def __init__(self, job):
+    def __init__(self, job, reason_shown=False):
         self.job = job
+        self.reason_shown = reason_shown  # the progress view already showed the R error in this cell
         what = "endpoint" if job.kind == "endpoint" else f"{job.kind} job"
         super().__init__(f"{what} {job.name} failed: {job.failure_reason}")
 
 
 def _render_job_failed(self):
-    """IPython shows this instead of a Python traceback: the R error is what the user needs."""
+    """IPython shows this instead of a Python traceback: the R error is what the user needs, once. When the
+    progress view already showed it, the rendered error only points at it; the exception's message (str, what
+    nbclient and papermill report) still carries it."""
     job = self.job
     what = "endpoint" if job.kind == "endpoint" else f"{job.kind} job"
     lines = [f"JobFailed: {what} {job.name} ({job.backend_name}) failed"]
-    if job.failure_reason:
+    if job.failure_reason and not self.reason_shown:
         lines += ["", job.failure_reason]
+    elif job.failure_reason:
+        lines[0] += ": the R error is shown above"
     where = job.local_folder
     lines += ["", "Full logs: " + (f"{job.name}.logs()" if not where else f"{where}/logs.txt (job folder kept)")]
     return lines

@@ -1,13 +1,13 @@
-"""Job handles: one class for every backend, driven by the backend's SageMaker-shaped descriptions."""
+"""Job handles (one class for every backend, driven by the backend's SageMaker-shaped descriptions) and the
+session: what this Python process started or attached."""
 
-import datetime
-import re
+import json
 import threading
 import time
 
-TERMINAL = ("Completed", "Failed", "Stopped")
-STATUS_KEY = {"training": "TrainingJobStatus", "processing": "ProcessingJobStatus"}
-KIND_LABEL = {"training": "training job", "processing": "processing job"}
+from .contract import JOB_TERMINAL as TERMINAL
+from .contract import KIND_LABEL, STATUS_KEY
+from .handle import Handle, Snapshot, last_metric_values
 
 
 class Session:
@@ -41,57 +41,29 @@ class Session:
 SESSION = Session()
 
 
-def _now():
-    return datetime.datetime.now(datetime.timezone.utc)
-
-
-class Job:
+class Job(Handle):
     """A processing or training job: status, logs, wait, stop, outputs / model_data."""
 
+    terminal_statuses = TERMINAL
+
     def __init__(self, backend, kind, name, created=None):
-        self.backend = backend
+        super().__init__(backend, name)
         self.kind = kind
-        self.name = name
         self._created = created  # epoch seconds, when a listing already told (saves a describe)
-        self._description = None
-        self._described_at = 0.0
-        self._log_cursor = None
-        self._log_lines = []
-        self._log_lock = threading.Lock()
 
-    # -- state -------------------------------------------------------------------------------------------
-    # Properties read a description at most this old, so one widget update makes one describe call.
-    max_age = 0.2
+    def _fetch_description(self):
+        return self.backend.describe_job(self.kind, self.name)
 
-    def describe(self, refresh=True):
-        if refresh or self._description is None:
-            if self._description is not None and self._description.get(STATUS_KEY[self.kind]) in TERMINAL:
-                return self._description  # a finished job does not change
-            self._description = self.backend.describe_job(self.kind, self.name)
-            self._described_at = time.monotonic()
-        return self._description
+    def _read_logs(self, cursor):
+        return self.backend.read_logs(self.kind, self.name, cursor)
 
-    def _cached(self):
-        stale = self._description is None or time.monotonic() - self._described_at > self.max_age
-        return self.describe(refresh=stale)
+    def _status_of(self, description):
+        return description[STATUS_KEY[self.kind]]
 
-    @property
-    def backend_name(self):
-        return self.backend.name
-
-    @property
-    def status(self):
-        return self._cached()[STATUS_KEY[self.kind]]
-
-    @property
-    def done(self):
-        return self.status in TERMINAL
-
+    # -- what the description says -----------------------------------------------------------------------
     @property
     def secondary_status(self):
-        desc = self._cached()
-        transitions = desc.get("SecondaryStatusTransitions")
-        return desc.get("SecondaryStatus") or (transitions[-1]["Status"] if transitions else desc[STATUS_KEY[self.kind]])
+        return _secondary_status(self._cached(), self.kind)
 
     @property
     def transitions(self):
@@ -101,35 +73,19 @@ class Job:
     def failure_reason(self):
         """Why the job failed: the container's own message (ExitMessage, from /opt/ml/output/message) and
         SageMaker's FailureReason, which for processing jobs is often only "AlgorithmError: See job logs"."""
-        desc = self._cached()
-        exit_message, reason = desc.get("ExitMessage"), desc.get("FailureReason")
-        if exit_message and reason and reason.strip() not in exit_message:
-            return f"{exit_message.rstrip()}\n({reason.strip()})" if exit_message.strip() not in reason else reason
-        return exit_message or reason
+        return _failure_reason(self._cached())
 
     @property
     def model_data(self):
-        if self.kind != "training":
-            return None
-        return (self._cached().get("ModelArtifacts") or {}).get("S3ModelArtifacts")
+        return _model_data(self._cached(), self.kind)
 
     @property
     def outputs(self):
         """Output name -> location: processing outputs, or a training job's model (and output data)."""
-        desc = self._cached()
-        if self.kind == "processing":
-            return {o["OutputName"]: o["S3Output"]["S3Uri"]
-                    for o in desc.get("ProcessingOutputConfig", {}).get("Outputs", [])}
-        result = {}
-        if self.model_data:
-            result["model"] = self.model_data
-            result["output"] = self.model_data[: -len("model.tar.gz")] + "output.tar.gz"
-        return result
+        return _outputs(self._cached(), self.kind)
 
     @property
     def hyperparameters(self):
-        import json
-
         raw = self._cached().get("HyperParameters") or {}
         decoded = {}
         for key, value in raw.items():
@@ -140,6 +96,11 @@ class Job:
             except ValueError:
                 decoded[key] = value
         return decoded
+
+    @property
+    def metric_regexes(self):
+        """--metric definitions: name -> regex."""
+        return _metric_regexes(self._cached())
 
     @property
     def created(self):
@@ -156,18 +117,12 @@ class Job:
 
     @property
     def end_time(self):
-        desc = self._cached()
-        return desc.get("TrainingEndTime") or desc.get("ProcessingEndTime")
+        return _end_time(self._cached())
 
     @property
     def elapsed(self):
         """Seconds since creation (until the end once finished)."""
-        desc = self._cached()
-        start = desc.get("CreationTime")
-        if not start:
-            return 0.0
-        end = self.end_time if desc[STATUS_KEY[self.kind]] in TERMINAL and self.end_time else _now()
-        return max(0.0, (end - start).total_seconds())
+        return self.snapshot(fetch="if-stale").elapsed()
 
     @property
     def billable_seconds(self):
@@ -177,32 +132,24 @@ class Job:
     def local_folder(self):
         return self._cached().get("LocalJobFolder")
 
-    # -- logs --------------------------------------------------------------------------------------------
-    def poll_logs(self):
-        """New log lines since the last call (also kept for logs())."""
-        with self._log_lock:
-            lines, self._log_cursor = self.backend.read_logs(self.kind, self.name, self._log_cursor)
-            self._log_lines.extend(lines)
-            return lines
+    def metrics(self, regexes=None):
+        """The last value of each metric regex (group 1) in the logs, as a float; default: the job's --metric
+        definitions."""
+        return last_metric_values(self.logs(), self.metric_regexes if regexes is None else regexes)
 
-    def logs(self):
-        """Everything the job printed so far."""
-        self.poll_logs()
-        return "\n".join(self._log_lines) + ("\n" if self._log_lines else "")
-
-    def metrics(self, regexes):
-        """The last value of each metric regex (group 1) in the logs, as a float."""
-        text = self.logs()
-        values = {}
-        for name, regex in regexes.items():
-            found = re.findall(regex, text)
-            if found:
-                last = found[-1][0] if isinstance(found[-1], tuple) else found[-1]
-                try:
-                    values[name] = float(last)
-                except ValueError:
-                    values[name] = last
-        return values
+    def snapshot(self, fetch=True):
+        desc = self._description_for(fetch)
+        if fetch is True:
+            self.poll_logs()
+        status = desc[STATUS_KEY[self.kind]]
+        return Snapshot(
+            kind=self.kind, name=self.name, backend=self.backend_name, status=status,
+            secondary_status=_secondary_status(desc, self.kind), terminal=status in TERMINAL,
+            created=desc.get("CreationTime"), ended=_end_time(desc),
+            transitions=tuple(desc.get("SecondaryStatusTransitions") or ()), failure_reason=_failure_reason(desc),
+            outputs=_outputs(desc, self.kind), model_data=_model_data(desc, self.kind),
+            billable_seconds=desc.get("BillableTimeInSeconds"), local_folder=desc.get("LocalJobFolder"),
+            log_lines=self.log_lines, metric_regexes=_metric_regexes(desc))
 
     # -- control -----------------------------------------------------------------------------------------
     def stop(self, wait=True, timeout=120):
@@ -214,43 +161,61 @@ class Job:
                 time.sleep(0.1)
         return self
 
-    def wait(self, progress="auto", timeout=None):
-        """Wait for the job to end, showing progress; Ctrl-C detaches (the job keeps running)."""
-        from .progress import watch
-
-        return watch(self, progress=progress, timeout=timeout)
-
-    def refresh_interval(self, waited):
-        low, high = self.backend.poll_interval
-        return min(high, low * (1.5 ** max(0, waited)))
-
     def summary(self):
         """One line: name, backend, status, time and where the results are."""
-        status = self.status
-        parts = [f"{KIND_LABEL[self.kind]} {self.name} ({self.backend_name}): {status}"]
-        if status in TERMINAL:
-            parts.append(f"in {self.elapsed:.1f}s")
-        else:
-            parts.append(f"{self.secondary_status}, {self.elapsed:.0f}s so far")
-        if status == "Completed":
-            if self.kind == "training":
-                parts.append(f"model: {self.model_data}")
-            elif self.outputs:
-                parts.append("outputs: " + ", ".join(f"{k}={v}" for k, v in self.outputs.items()))
-        if self.billable_seconds:
-            parts.append(f"billable {self.billable_seconds}s")
-        return " · ".join(parts)
+        return summary_line(self.snapshot(fetch="if-stale"))
 
-    def __str__(self):
-        return self.name  # so that {job} in a magic line expands to the job's name
 
-    def __repr__(self):
-        return f"<{type(self).__name__} {self.summary()}>"
+def summary_line(snap, now=None):
+    """name (backend): status · time · where the results are."""
+    parts = [f"{KIND_LABEL[snap.kind]} {snap.name} ({snap.backend}): {snap.status}"]
+    if snap.terminal:
+        parts.append(f"in {snap.elapsed(now):.1f}s")
+    else:
+        parts.append(f"{snap.secondary_status}, {snap.elapsed(now):.0f}s so far")
+    if snap.status == "Completed":
+        if snap.kind == "training":
+            parts.append(f"model: {snap.model_data}")
+        elif snap.outputs:
+            parts.append("outputs: " + ", ".join(f"{k}={v}" for k, v in snap.outputs.items()))
+    if snap.billable_seconds:
+        parts.append(f"billable {snap.billable_seconds}s")
+    return " · ".join(parts)
 
-    def _repr_pretty_(self, printer, cycle):
-        printer.text(self.summary())
 
-    def _ipython_display_(self):
-        from .progress import display_job
+# -- reading a job description ----------------------------------------------------------------------------
+def _secondary_status(desc, kind):
+    transitions = desc.get("SecondaryStatusTransitions")
+    return desc.get("SecondaryStatus") or (transitions[-1]["Status"] if transitions else desc[STATUS_KEY[kind]])
 
-        display_job(self)
+
+def _failure_reason(desc):
+    exit_message, reason = desc.get("ExitMessage"), desc.get("FailureReason")
+    if exit_message and reason and reason.strip() not in exit_message:
+        return f"{exit_message.rstrip()}\n({reason.strip()})" if exit_message.strip() not in reason else reason
+    return exit_message or reason
+
+
+def _model_data(desc, kind):
+    if kind != "training":
+        return None
+    return (desc.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
+
+
+def _outputs(desc, kind):
+    if kind == "processing":
+        return {o["OutputName"]: o["S3Output"]["S3Uri"]
+                for o in desc.get("ProcessingOutputConfig", {}).get("Outputs", [])}
+    model = _model_data(desc, kind)
+    if not model:
+        return {}
+    return {"model": model, "output": model[: -len("model.tar.gz")] + "output.tar.gz"}
+
+
+def _end_time(desc):
+    return desc.get("TrainingEndTime") or desc.get("ProcessingEndTime")
+
+
+def _metric_regexes(desc):
+    definitions = (desc.get("AlgorithmSpecification") or {}).get("MetricDefinitions") or []
+    return {d["Name"]: d["Regex"] for d in definitions if d.get("Name") and d.get("Regex")}

@@ -9,7 +9,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
-from . import api, parsing
+from . import api, parsing, views
 from .config import BACKENDS, RMagic, set_current
 from .errors import SmRMagicError
 
@@ -93,14 +93,12 @@ class RMagics(Magics):
                 self._check_count(args)
                 var = self._target_var(args)
                 if getattr(args, "form", False):
-                    from . import widgets_support
+                    from .views.frontend import has_widget_frontend
 
-                    if not widgets_support.has_widget_frontend():
+                    if not has_widget_frontend():
                         raise SmRMagicError("--form shows a launch form, which needs a notebook with widgets "
                                             "(Jupyter with ipywidgets): drop --form to run the cell here")
-                    from .widgets import launch_form
-
-                    return launch_form(kind, kwargs or {}, submit)
+                    return views.launch_form(kind, kwargs or {}, submit)
                 result = submit()
         except UsageError:
             raise
@@ -273,15 +271,13 @@ class RMagics(Magics):
     @line_magic
     def r_jobs(self, line):
         """List this session's jobs and endpoints (and the backend's recent ones) with their status."""
-        from .progress import RECENT_JOBS, show_jobs
-
         args = parse_argstring(self.r_jobs, line)
         if args.limit is not None and args.limit < 1:
             raise UsageError("--limit must be at least 1 (or use --all)")
         with usage_errors():
             found = api.jobs(backend=args.backend)
             live = api.endpoints(backend=args.backend)
-        return show_jobs(found, live, limit=None if args.all_jobs else (args.limit or RECENT_JOBS))
+        return views.show_jobs(found, live, limit=None if args.all_jobs else (args.limit or views.RECENT_JOBS))
 
 
 def load_ipython_extension(ipython):
@@ -289,6 +285,7 @@ def load_ipython_extension(ipython):
     set_current(settings)
     ipython.configurables = [c for c in ipython.configurables if not isinstance(c, RMagic)] + [settings]
     ipython.register_magics(RMagics(ipython, settings))
+    views.register_display(ipython)
 
 
 def unload_ipython_extension(ipython):

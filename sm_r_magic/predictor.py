@@ -5,10 +5,10 @@ import csv
 import io
 import json
 import math
-import threading
 import time
 
-ENDPOINT_TERMINAL = ("InService", "Failed", "Deleted", "OutOfService")
+from .contract import ENDPOINT_TERMINAL
+from .handle import Handle, Snapshot
 R_MISSING = "NA"  # how R's write.csv writes a missing value and read.csv reads one
 
 
@@ -95,50 +95,39 @@ def default_content_type(data):
     return "text/csv"
 
 
-class Predictor:
+class Predictor(Handle):
     """A deployed endpoint."""
 
     kind = "endpoint"
+    terminal_statuses = ENDPOINT_TERMINAL
 
     def __init__(self, backend, endpoint_name, keep=False):
-        self.backend = backend
-        self.endpoint_name = endpoint_name
+        super().__init__(backend, endpoint_name)
         self.keep = keep
-        self._description = None
-        self._described_at = 0.0
-        self._log_cursor = None
-        self._log_lines = []
-        self._lock = threading.Lock()
 
     @property
-    def name(self):
-        return self.endpoint_name
+    def endpoint_name(self):
+        return self.name
 
-    @property
-    def backend_name(self):
-        return self.backend.name
+    def _fetch_description(self):
+        return self.backend.describe_endpoint(self.name)
+
+    def _read_logs(self, cursor):
+        return self.backend.read_endpoint_logs(self.name, cursor)
+
+    def _status_of(self, description):
+        return description["EndpointStatus"]
 
     def describe(self, refresh=True):
+        # An endpoint can change after InService (deleted, failed): always ask when told to.
         if refresh or self._description is None:
-            self._description = self.backend.describe_endpoint(self.endpoint_name)
+            self._description = self._fetch_description()
             self._described_at = time.monotonic()
         return self._description
-
-    def _cached(self):
-        return self.describe(refresh=self._description is None or time.monotonic() - self._described_at > 0.2)
-
-    @property
-    def status(self):
-        return self._cached()["EndpointStatus"]
 
     @property
     def secondary_status(self):
         return self.status
-
-    @property
-    def done(self):
-        """Creation has ended (InService or Failed)."""
-        return self.status in ENDPOINT_TERMINAL
 
     @property
     def failure_reason(self):
@@ -155,12 +144,7 @@ class Predictor:
 
     @property
     def elapsed(self):
-        created = self._cached().get("CreationTime")
-        if not created:
-            return 0.0
-        import datetime
-
-        return (datetime.datetime.now(datetime.timezone.utc) - created).total_seconds()
+        return self.snapshot(fetch="if-stale").elapsed()
 
     @property
     def transitions(self):
@@ -171,11 +155,15 @@ class Predictor:
         # backs off more slowly than jobs': a local endpoint is InService ~0.5 s after its start
         return min(high, low * (1.25 ** max(0, waited)))
 
-    def wait(self, progress="auto", timeout=None):
-        """Wait until the endpoint is InService (or Failed)."""
-        from .progress import watch
-
-        return watch(self, progress=progress, timeout=timeout)
+    def snapshot(self, fetch=True):
+        desc = self._description_for(fetch)
+        status = desc["EndpointStatus"]
+        # an endpoint "settles" once creation has ended; its age keeps growing while it serves
+        return Snapshot(kind="endpoint", name=self.name, backend=self.backend_name, status=status,
+                        secondary_status=status, terminal=status in ("Failed", "Deleted"),
+                        created=desc.get("CreationTime"), failure_reason=desc.get("FailureReason"),
+                        local_folder=desc.get("LocalEndpointFolder"),
+                        url=desc.get("LocalUrl") or desc.get("EndpointArn"), log_lines=self.log_lines)
 
     def invoke(self, body, content_type="text/csv", accept=None):
         """Send raw bytes to /invocations; returns (bytes, content type)."""
@@ -186,16 +174,6 @@ class Predictor:
         content_type = content_type or default_content_type(data)
         body, response_type = self.invoke(serialize(data, content_type), content_type, accept)
         return deserialize(body, response_type or accept or content_type)
-
-    def poll_logs(self):
-        with self._lock:
-            lines, self._log_cursor = self.backend.read_endpoint_logs(self.endpoint_name, self._log_cursor)
-            self._log_lines.extend(lines)
-            return lines
-
-    def logs(self):
-        self.poll_logs()
-        return "\n".join(self._log_lines) + ("\n" if self._log_lines else "")
 
     def delete(self):
         """Delete the endpoint (and its endpoint config and model): the process/instances stop."""
@@ -211,17 +189,3 @@ class Predictor:
         if status == "InService" and self.url:
             text += f" · {self.url}"
         return text
-
-    def __str__(self):
-        return self.endpoint_name
-
-    def __repr__(self):
-        return f"<Predictor {self.summary()}>"
-
-    def _repr_pretty_(self, printer, cycle):
-        printer.text(self.summary())
-
-    def _ipython_display_(self):
-        from .progress import display_endpoint
-
-        display_endpoint(self)

@@ -13,9 +13,13 @@ import pytest
 
 pytest.importorskip("ipywidgets")
 
-from sm_r_magic import api, poller, progress  # noqa: E402
-from sm_r_magic import widgets as W  # noqa: E402
-from sm_r_magic.poller import POLLER  # noqa: E402
+from sm_r_magic import api, views  # noqa: E402
+from sm_r_magic.views import dashboard, endpoint, poller  # noqa: E402
+from sm_r_magic.views.form import LaunchForm  # noqa: E402
+from sm_r_magic.views import frontend as view_frontend  # noqa: E402
+from sm_r_magic.views.endpoint import EndpointView  # noqa: E402
+from sm_r_magic.views.job import JobView  # noqa: E402
+from sm_r_magic.views.poller import POLLER  # noqa: E402
 
 FAST = 'cat("hello from R\\n")\nsaveRDS(1, file.path(sm_model_dir(), "model.rds"))'
 FAILING = ('inner <- function(x) stop("boom: x was ", x)\n'
@@ -63,9 +67,9 @@ def sent(monkeypatch):
 # -- job widget states ---------------------------------------------------------------------------------
 def test_completed_job_widget_shows_model_billable_metrics_and_timeline(settings, r_available):
     job = submit('cat("loss: 0.125\\n")\n' + FAST, metrics={"loss": r"loss: ([0-9.]+)"})
-    view = progress.watch(job, progress="widget")  # the foreground path: start/update/finish
+    view = views.watch(job, progress="widget")  # the foreground path: start/update/finish
     assert view is job
-    w = W.JobWidget.for_job(job)
+    w = JobView.for_handle(job)
     assert w.status == "Completed"
     assert 'data-status="Completed"' in w.status_html.value
     assert "var(--jp-success-color1" in w.status_html.value
@@ -88,7 +92,7 @@ def test_completed_job_widget_shows_model_billable_metrics_and_timeline(settings
 
 def test_failed_job_widget_shows_r_error_and_traceback(settings, r_available):
     job = submit(FAILING)
-    w = W.JobWidget.for_job(job).follow()
+    w = JobView.for_handle(job).follow()
     wait_for(lambda: w.status == "Failed", what="Failed")
     wait_for(lambda: not POLLER.registered(w), timeout=5, what="the final refresh")
     assert "var(--jp-error-color1" in w.status_html.value
@@ -113,7 +117,7 @@ def test_failure_reason_is_shown_once_and_kept_when_the_log_lacks_it(settings, r
     job = submit(FAILING)
     wait_for(lambda: job.done, what="the job to fail")
     text = io.StringIO()
-    view = progress.TextProgress(type(job)(job.backend, job.kind, job.name), out=text)
+    view = views.TextView(type(job)(job.backend, job.kind, job.name), out=text)
     view.update()
     view.finish()
     assert text.getvalue().count("Traceback (innermost last)") == 1  # the log's copy only
@@ -122,9 +126,9 @@ def test_failure_reason_is_shown_once_and_kept_when_the_log_lacks_it(settings, r
     # on sagemaker the CloudWatch log may lack the R error: simulated by a log that reads as empty
     logless = with_overrides(job, poll_logs=lambda self: [])
     text = io.StringIO()
-    progress.TextProgress(logless, out=text).finish()
+    views.TextView(logless, out=text).finish()
     assert job.failure_reason in text.getvalue()
-    w = W.JobWidget(logless)
+    w = JobView(logless)
     assert "R error" in w.details.value and job.failure_reason in html.unescape(w.details.value)
     assert "no log lines yet" in w.log_view.value
 
@@ -143,34 +147,68 @@ def test_billable_time_shown_for_failed_and_stopped_jobs(settings, r_available):
     wait_for(lambda: "sleeping" in stopped.logs(), what="the long job to run")
     stopped.stop(wait=True)
     for job, status in ((failed, "Failed"), (stopped, "Stopped")):
-        w = W.JobWidget(with_overrides(job, describe=billed))
+        w = JobView(with_overrides(job, describe=billed))
         assert w.status == status
         assert "billable time" in w.details.value and "42s" in w.details.value
-        assert "billable time" not in W.JobWidget(job).details.value  # nothing billed: no row
+        assert "billable time" not in JobView(job).details.value  # nothing billed: no row
+
+
+class FakeClock:
+    """The waiting loop's time, advanced only by its own sleeps: a view's behaviour over many seconds, checked
+    without waiting for them and whatever the machine's speed."""
+
+    def __init__(self, start, on_sleep=None):
+        self.start = start
+        self.now = 0.0
+        self.on_sleep = on_sleep
+
+    def monotonic(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+        if self.on_sleep:
+            self.on_sleep(self)
+
+    def utc(self):
+        return self.start + datetime.timedelta(seconds=self.now)
 
 
 def test_waiting_view_ticks_every_second_without_api_calls(settings, r_available, monkeypatch):
     """While watch() sleeps out a slow backend's polling interval (sagemaker: 5 s backing off to 30 s, here
-    3 s), the elapsed time still advances about every second, from the cached description."""
-    job = submit('Sys.sleep(2.5)')
-    monkeypatch.setattr(job, "refresh_interval", lambda waited: 3.0)
-    describes = []
-    real_describe = job.backend.describe_job
-    monkeypatch.setattr(job.backend, "describe_job", lambda *a: describes.append(a) or real_describe(*a))
-    w = W.JobWidget.for_job(job)
-    labels = []  # (when, how many describe calls so far) at each change of the elapsed label
-    w.elapsed_html.observe(lambda change: labels.append((time.monotonic(), len(describes))), names="value")
-    progress.watch(job, progress="widget")
-    assert job.status == "Completed" and len(labels) >= 4
-    ticks = [b for a, b in zip(labels, labels[1:]) if b[1] == a[1]]  # changed without a describe call
-    assert len(ticks) >= 2
-    assert max(b[0] - a[0] for a, b in zip(labels, labels[1:])) < 1.6
-    assert len(describes) <= 2 * 3  # at most the job's own and the view's per 3 s round
+    3 s), the view's elapsed time still advances every second, redrawn from the last reading: no backend call."""
+    job = submit(LONG)
+    try:
+        wait_for(lambda: "sleeping" in job.logs(), what="the R code to run")
+        stop_at = 9.0
+        clock = FakeClock(job.snapshot().created,
+                          on_sleep=lambda c: job.stop(wait=True) if c.now >= stop_at and not job.done else None)
+        monkeypatch.setattr(job, "refresh_interval", lambda waited: 3.0)
+        describes = []
+        real_describe = job.backend.describe_job
+        monkeypatch.setattr(job.backend, "describe_job", lambda *a: describes.append(a) or real_describe(*a))
+        view = JobView(job, clock=clock.utc)
+        labels = []  # (fake second, describe calls so far, label) at each change of the elapsed label
+        view.elapsed_html.observe(lambda ch: labels.append((clock.now, len(describes), ch["new"])), names="value")
+        views.watch_with(view, job, clock=clock)
+        running = [(t, n, text) for t, n, text in labels if 0 < t < stop_at]
+        assert [t for t, _, _ in running] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]  # every second
+        for t, _, text in running:
+            assert f"elapsed {t:.1f}s" in text, text
+        for before, tick in zip(running, running[1:]):
+            if tick[0] % 3:  # between two 3-second polls: redrawn without asking the backend
+                assert tick[1] == before[1], (before, tick)
+            else:  # a poll reads the job again
+                assert tick[1] > before[1], (before, tick)
+        assert job.status == "Stopped" and "took" in view.elapsed_html.value
+    finally:
+        if not job.done:
+            job.stop(wait=True)
 
 
 def test_stop_button_asks_for_confirmation_then_stops(settings, r_available):
     job = submit(LONG)
-    w = W.JobWidget.for_job(job).follow()
+    w = JobView.for_handle(job).follow()
     wait_for(lambda: "sleeping" in w.log_view.value, what="the R code to run")
     assert w.status == "InProgress" and "var(--jp-brand-color1" in w.status_html.value
     assert "Training" in w.timeline.value and "…" in w.timeline.value
@@ -196,24 +234,24 @@ def test_stop_button_asks_for_confirmation_then_stops(settings, r_available):
     wait_for(lambda: not POLLER.registered(w), timeout=5, what="the poller to drop the ended job")
 
 
-def test_waiting_hint_and_ctrl_c_detach_keep_the_view_updating(settings, r_available, monkeypatch):
+def test_waiting_hint_and_ctrl_c_detach_keep_the_view_updating(settings, r_available):
     job = submit(LONG)
-    w = W.JobWidget.for_job(job)
+    w = JobView.for_handle(job)
     hints = []
-    calls = {"n": 0}
 
-    def interrupting_sleep(seconds):
-        hints.append(w.message.value)
-        calls["n"] += 1
-        if calls["n"] >= 2:
-            raise KeyboardInterrupt
-        real_sleep(seconds)
+    class Interrupting(views.Clock):
+        calls = 0
 
-    real_sleep = time.sleep
-    monkeypatch.setattr(progress.time, "sleep", interrupting_sleep)
+        @classmethod
+        def sleep(cls, seconds):
+            hints.append(w.message.value)
+            cls.calls += 1
+            if cls.calls >= 2:
+                raise KeyboardInterrupt
+            time.sleep(seconds)
+
     try:
-        assert progress.watch(job, progress="widget") is job
-        monkeypatch.undo()
+        assert views.watch(job, progress="widget", clock=Interrupting) is job
         assert "waiting for the job in this cell" in hints[0]
         assert "detached" in w.message.value and job.name in w.message.value
         assert POLLER.registered(w) and job.status == "InProgress"
@@ -228,8 +266,8 @@ def test_waiting_hint_and_ctrl_c_detach_keep_the_view_updating(settings, r_avail
 
 def test_log_tail_and_show_all_toggle(settings, r_available):
     job = submit('for (i in 1:50) cat(sprintf("line %02d\\n", i))')
-    w = W.JobWidget.for_job(job)
-    progress.watch(job, progress="widget")
+    w = JobView.for_handle(job)
+    views.watch(job, progress="widget")
     assert "line 50" in w.log_view.value and "line 36" in w.log_view.value
     assert "line 35" not in w.log_view.value
     assert "last 15 of 50 lines" in w.log_view.value
@@ -242,7 +280,7 @@ def test_log_tail_and_show_all_toggle(settings, r_available):
 
 def test_one_poller_thread_for_many_jobs_and_it_stops_when_they_end(settings, r_available, quick_idle):
     jobs = [submit('Sys.sleep(1)\ncat("done\\n")') for _ in range(3)]
-    views = [W.JobWidget.for_job(j).follow() for j in jobs]
+    views = [JobView.for_handle(j).follow() for j in jobs]
     pollers = [t for t in threading.enumerate() if t.name == "sm-r-magic-poller"]
     assert len(pollers) == 1
     wait_for(lambda: all(v.status == "Completed" for v in views), what="all Completed")
@@ -253,7 +291,7 @@ def test_one_poller_thread_for_many_jobs_and_it_stops_when_they_end(settings, r_
 
 def test_refresh_batches_updates_with_hold_sync(settings, r_available, sent):
     job = submit(LONG)
-    w = W.JobWidget.for_job(job)
+    w = JobView.for_handle(job)
     try:
         wait_for(lambda: (w.refresh() or "sleeping" in w.log_view.value), what="log line")
         time.sleep(1.1)  # elapsed and timeline durations change
@@ -350,7 +388,7 @@ def predictor():
 
 
 def test_endpoint_widget_creating_in_service_try_it_and_delete(predictor):
-    w = W.EndpointWidget(predictor)
+    w = EndpointView(predictor)
     assert w.status == "Creating" and "var(--jp-brand-color1" in w.status_html.value
     assert w.send_button.disabled
     assert "mtcars-endpoint" in w.details.value and "http://127.0.0.1:8765/invocations" in w.details.value
@@ -360,7 +398,7 @@ def test_endpoint_widget_creating_in_service_try_it_and_delete(predictor):
     wait_for(lambda: not POLLER.registered(w), timeout=5, what="the poller to drop the endpoint")
 
     w.content_type.value = "application/json"
-    assert w.payload.value == W.EXAMPLE_PAYLOADS["application/json"]  # the example follows the type
+    assert w.payload.value == endpoint.EXAMPLE_PAYLOADS["application/json"]  # the example follows the type
     w.payload.value = '{"wt": [2.5]}'
     w.send_button.click()
     body, ctype, accept = predictor.backend.invocations[-1]
@@ -403,8 +441,8 @@ def test_deploy_async_shows_the_endpoint_widget_and_stores_the_predictor(shell, 
     try:
         assert result.error_in_exec is None, result.error_in_exec
         assert predictor is not None and predictor.kind == "endpoint"
-        view = W._ENDPOINT_VIEWS[predictor.endpoint_name]
-        assert isinstance(view, W.EndpointWidget) and POLLER.registered(view)
+        view = EndpointView.views[("local", "endpoint", predictor.endpoint_name)]
+        assert isinstance(view, EndpointView) and POLLER.registered(view)
         wait_for(lambda: view.status == "InService", timeout=30, what="InService")
     finally:
         if predictor is not None:
@@ -419,7 +457,7 @@ def test_deploy_form_has_endpoint_fields_and_deploys(shell, r_available, fronten
                             f"--instance-type ml.t2.medium\n{INFERENCE}")
     assert result.error_in_exec is None, result.error_in_exec
     form = result.result
-    assert isinstance(form, W.LaunchForm) and form.kind == "endpoint"
+    assert isinstance(form, LaunchForm) and form.kind == "endpoint"
     inputs = [c for c in form.children if isinstance(c, ipywidgets.ValueWidget) and not isinstance(c, ipywidgets.HTML)]
     assert inputs == [form.backend, form.name, form.instance_type, form.instance_count, form.model]
     assert form.model.value == fit.name and form.instance_type.value == "ml.t2.medium"
@@ -430,7 +468,7 @@ def test_deploy_form_has_endpoint_fields_and_deploys(shell, r_available, fronten
     try:
         assert predictor.kind == "endpoint"
         (view,) = form.runs.children
-        assert isinstance(view, W.EndpointWidget)
+        assert isinstance(view, EndpointView)
         wait_for(lambda: view.status == "InService", timeout=30, what="InService")
         wait_for(lambda: not POLLER.registered(form), timeout=5, what="the form to stop polling")
         assert 'data-status="InService"' in form.results.value
@@ -450,7 +488,7 @@ def test_dashboard_rows_and_buttons(settings, r_available, predictor):
     done = submit(FAST)
     running = submit(LONG)
     wait_for(lambda: done.done, what="the fast job")
-    board = W.JobsDashboard([done, running], [predictor])
+    board = dashboard.JobsDashboard([done, running], [predictor])
     try:
         assert len(board.job_rows) == 2 and len(board.endpoint_rows) == 1
         names = [getattr(c, "value", "") for c in board.table.children]
@@ -458,18 +496,18 @@ def test_dashboard_rows_and_buttons(settings, r_available, predictor):
         assert any("mtcars-endpoint" in n for n in names)
         row_done, row_running = board.job_rows
         assert 'data-status="Completed"' in row_done.status.value
-        assert row_done.stop_button.disabled
+        assert row_done.action_button.disabled
         assert 'data-status="InProgress"' in row_running.status.value
 
         row_done.attach_button.click()
-        assert isinstance(board.detail.children[0], W.JobWidget)
+        assert isinstance(board.detail.children[0], JobView)
         assert board.detail.children[0].job.name == done.name
         row_done.logs_button.click()
         assert "hello from R" in board.detail.children[0].value
         board.close_detail.click()
         assert board.detail.children == ()
 
-        row_running.stop_button.click()
+        row_running.action_button.click()
         assert row_running.confirm.is_open and running.status == "InProgress"
         row_running.confirm.confirm_button.click()
         wait_for(lambda: 'data-status="Stopped"' in row_running.status.value, timeout=20, what="row Stopped")
@@ -477,8 +515,8 @@ def test_dashboard_rows_and_buttons(settings, r_available, predictor):
 
         endpoint_row = board.endpoint_rows[0]
         endpoint_row.attach_button.click()
-        assert isinstance(board.detail.children[0], W.EndpointWidget)
-        endpoint_row.delete_button.click()
+        assert isinstance(board.detail.children[0], EndpointView)
+        endpoint_row.action_button.click()
         endpoint_row.confirm.confirm_button.click()
         assert predictor.backend.deleted
         assert 'data-status="Deleted"' in endpoint_row.status.value
@@ -490,10 +528,10 @@ def test_dashboard_rows_and_buttons(settings, r_available, predictor):
 def test_dashboard_from_show_jobs_when_a_frontend_exists(settings, r_available, monkeypatch):
     job = submit(FAST)
     wait_for(lambda: job.done, what="job")
-    monkeypatch.setattr(progress, "_widgets_wanted", lambda p: True)
-    board = progress.show_jobs([job])
-    assert isinstance(board, W.JobsDashboard) and board.jobs == [job]
-    empty = W.JobsDashboard([])
+    monkeypatch.setattr(views, "widgets_wanted", lambda p: True)
+    board = views.show_jobs([job])
+    assert isinstance(board, dashboard.JobsDashboard) and board.jobs == [job]
+    empty = dashboard.JobsDashboard([])
     assert "no jobs" in empty.children[0].value
 
 
@@ -513,7 +551,7 @@ def test_r_jobs_lists_the_backends_endpoints_with_their_duration(shell, r_availa
         shell.run_line_magic("r_jobs", "--backend docker")
         assert predictor.endpoint_name not in capfd.readouterr().out
 
-        monkeypatch.setattr(progress, "_widgets_wanted", lambda p: True)
+        monkeypatch.setattr(views, "widgets_wanted", lambda p: True)
         board = shell.run_line_magic("r_jobs", "")
         assert [p.endpoint_name for p in board.endpoints] == [predictor.endpoint_name]
         duration = board.endpoint_rows[0].duration.value
@@ -527,12 +565,12 @@ def test_r_jobs_lists_the_most_recent_jobs(shell, r_available, capfd, monkeypatc
     from sm_r_magic.jobs import SESSION
 
     monkeypatch.setattr(SESSION, "jobs", [])  # only this test's jobs (earlier tests ran theirs elsewhere)
-    assert progress.RECENT_JOBS == 20
+    assert views.RECENT_JOBS == 20
     names = []
     for i in range(3):
         assert shell.run_cell(f'%%r_processing --backend local --name cap{i}\ncat("{i}\\n")').error_in_exec is None
         names.append(shell.user_ns[f"cap{i}"].name)
-    monkeypatch.setattr(progress, "RECENT_JOBS", 2)
+    monkeypatch.setattr(views, "RECENT_JOBS", 2)
     capfd.readouterr()
     shell.run_line_magic("r_jobs", "")
     out = capfd.readouterr().out
@@ -544,9 +582,9 @@ def test_r_jobs_lists_the_most_recent_jobs(shell, r_available, capfd, monkeypatc
     out = capfd.readouterr().out
     assert names[1] not in out and names[2] in out and "2 older jobs not shown" in out
 
-    monkeypatch.setattr(progress, "_widgets_wanted", lambda p: True)
+    monkeypatch.setattr(views, "widgets_wanted", lambda p: True)
     board = shell.run_line_magic("r_jobs", "--limit 1")
-    assert [row.job.name for row in board.job_rows] == [names[2]]
+    assert [row.handle.name for row in board.job_rows] == [names[2]]
     assert board.older_note in board.children and "2 older jobs not shown" in board.older_note.value
 
 
@@ -560,9 +598,7 @@ FORM_CELL = ('alpha <- sm_hp("alpha", 1)\n'
 @pytest.fixture
 def frontend(monkeypatch):
     """As in a notebook: a widget frontend exists."""
-    from sm_r_magic import widgets_support
-
-    monkeypatch.setattr(widgets_support, "has_widget_frontend", lambda: True)
+    monkeypatch.setattr(view_frontend, "has_widget_frontend", lambda: True)
 
 
 def test_launch_form_two_variants_and_comparison_table(shell, r_available, frontend):
@@ -570,7 +606,7 @@ def test_launch_form_two_variants_and_comparison_table(shell, r_available, front
     result = shell.run_cell(f"%%r_train {line}\n{FORM_CELL}")
     assert result.error_in_exec is None, result.error_in_exec
     form = result.result
-    assert isinstance(form, W.LaunchForm)
+    assert isinstance(form, LaunchForm)
     # prefilled from the line and the config
     assert form.backend.value == "local" and form.name.value == "sweep"
     assert form.instance_type.value == "ml.c5.xlarge" and form.instance_count.value == 1
@@ -585,7 +621,7 @@ def test_launch_form_two_variants_and_comparison_table(shell, r_available, front
     form.launch_button.click()
     second = form.launched[-1][1]
     assert first.name != second.name and len(form.launched) == 2
-    assert [type(v) for v in form.runs.children] == [W.JobWidget, W.JobWidget]
+    assert [type(v) for v in form.runs.children] == [JobView, JobView]
 
     wait_for(lambda: first.done and second.done, what="both variants")
     wait_for(lambda: not POLLER.registered(form), timeout=5, what="the table's final refresh")
@@ -610,7 +646,7 @@ def test_launch_form_shows_submit_errors(settings):
         assert overrides["wait"] is False
         raise SmRMagicError("the cell has no R code")
 
-    form = W.launch_form("processing", {"inputs": {"raw": "data/"}}, submit_fails)
+    form = views.launch_form("processing", {"inputs": {"raw": "data/"}}, submit_fails)
     assert form.data.description == "Inputs" and form.data.value == "raw=data/"
     assert form.values()["inputs"] == {"raw": "data/"}
     form.launch_button.click()
@@ -619,7 +655,7 @@ def test_launch_form_shows_submit_errors(settings):
 
 # -- no widget frontend: text ----------------------------------------------------------------------
 def test_text_fallback_without_a_frontend(shell, r_available, capfd):
-    from sm_r_magic.widgets_support import has_widget_frontend
+    from sm_r_magic.views.frontend import has_widget_frontend
 
     assert not has_widget_frontend()  # an InteractiveShell without a kernel
     shell.run_cell('%%r_train --backend local --name texty\ncat("text path\\n")')
@@ -630,7 +666,7 @@ def test_text_fallback_without_a_frontend(shell, r_available, capfd):
     for raw in ("VBox(", "HTML(", "JobWidget", "JobsDashboard", "widget-view", "model_id"):
         assert raw not in out
     job = shell.user_ns["texty"]
-    assert progress.show_async(job) is None  # nothing shown, nothing printed
+    assert views.show_async(job) is None  # nothing shown, nothing printed
     assert capfd.readouterr().out == ""
 
 
@@ -643,16 +679,17 @@ def test_text_mode_prints_each_summary_and_r_traceback_once(shell, r_available, 
     out = capfd.readouterr().out
     failed = shell.user_ns["twice"]
     assert out.count(failed.summary()) == 1
-    # as R printed it in the log, then in full in the error the cell raises; no third copy in between
-    assert out.count("Traceback (innermost last)") == 2
-    assert out.index(failed.summary()) < out.rindex(failed.failure_reason)
+    # once, as R printed it in the log; the error the cell raises points at it and still carries it
+    assert out.count("Traceback (innermost last)") == 1
+    assert out.index(failed.failure_reason) < out.index(failed.summary()) < out.index("the R error is shown above")
+    assert failed.failure_reason in str(error)
 
 
 def test_plain_python_uses_text(tmp_path, r_available):
     import subprocess
 
     code = ("import sm_r_magic, sys\n"
-            "from sm_r_magic.widgets_support import has_widget_frontend\n"
+            "from sm_r_magic.views.frontend import has_widget_frontend\n"
             "assert not has_widget_frontend()\n"
             "sm_r_magic.train('cat(\"plain\\\\n\")', backend='local')\n"
             "assert 'ipywidgets' not in sys.modules\n")
@@ -673,10 +710,10 @@ def test_nbclient_saves_final_widget_state(tmp_path, local_root, r_available):
                                   'saveRDS(1, file.path(sm_model_dir(), "m.rds"))'),
         nbformat.v4.new_code_cell('%%r_train --backend local --name nbasync --async\nSys.sleep(1.5)\ncat("end\\n")'),
         nbformat.v4.new_code_cell("import time\nwhile not nbasync.done:\n    time.sleep(0.1)\ntime.sleep(1.5)"),
-        # what api._finish does for wait=False (progress.show_async), then the handle as the cell's result
-        nbformat.v4.new_code_cell("import sm_r_magic\nfrom sm_r_magic import progress\n"
+        # what the API does for wait=False (views.show_async), then the handle as the cell's result
+        nbformat.v4.new_code_cell("import sm_r_magic\nfrom sm_r_magic import views\n"
                                   "job = sm_r_magic.train('cat(\"api\\\\n\")', backend='local', wait=False)\n"
-                                  "progress.show_async(job)\njob"),
+                                  "views.show_async(job)\njob"),
     ]
     client = nbclient.NotebookClient(nb, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
     client.execute()
