@@ -5,7 +5,7 @@
 Heavy modules (boto3, ipywidgets) are imported only when a feature needs them.
 """
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: F401
 
 # `settings` (not `config`: that name is the sm_r_magic.config submodule)
 _API = {"processing", "train", "deploy", "attach", "jobs", "endpoints", "settings"}

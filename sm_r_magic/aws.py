@@ -80,7 +80,7 @@ def check_bucket_name(name):
 def _client_config(service, **overrides):
     from botocore.config import Config
 
-    from . import __version__
+    from ._version import __version__
 
     retries = {"mode": os.environ.get("AWS_RETRY_MODE") or "adaptive"}
     if not os.environ.get("AWS_MAX_ATTEMPTS"):

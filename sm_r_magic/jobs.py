@@ -7,6 +7,7 @@ import time
 
 from .contract import JOB_TERMINAL as TERMINAL
 from .contract import KIND_LABEL, STATUS_KEY
+from .spec import base_name, request_from_description
 from .handle import Handle, Snapshot, last_metric_values
 
 
@@ -61,6 +62,16 @@ class Job(Handle):
         return description[STATUS_KEY[self.kind]]
 
     # -- what the description says -----------------------------------------------------------------------
+    @property
+    def base_name(self):
+        """The --name the job was submitted with (its pipeline step name)."""
+        return base_name(self.name)
+
+    @property
+    def request(self):
+        """The CreateTrainingJob / CreateProcessingJob request that made this job."""
+        return request_from_description(self.kind, self.describe(refresh=False))
+
     @property
     def secondary_status(self):
         return _secondary_status(self._cached(), self.kind)

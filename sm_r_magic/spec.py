@@ -4,10 +4,11 @@ execute the same dicts. Nothing here does I/O."""
 
 import hashlib
 import json
+import re
 import secrets
 import time
 
-from . import __version__
+from ._version import __version__
 
 CONTAINER_DIR = "/opt/sm_r_magic"
 ENTRYPOINT = f"{CONTAINER_DIR}/entrypoint.sh"
@@ -35,6 +36,35 @@ def unique_name(base, salt="", now=None):
         if name not in _issued_names:
             _issued_names.add(name)
             return name
+
+
+_UNIQUE_SUFFIX = re.compile(r"-\d{8}-\d{6}-[0-9a-f]{4}$")
+
+
+def base_name(unique):
+    """The --name a unique job or endpoint name was made from (the name itself if it was not made by us)."""
+    return _UNIQUE_SUFFIX.sub("", unique) or unique
+
+
+# The members of CreateTrainingJob / CreateProcessingJob that a Describe* answer repeats: what is left of a
+# description when only these are kept is the request that created the job.
+REQUEST_KEYS = {
+    "training": ("TrainingJobName", "HyperParameters", "AlgorithmSpecification", "RoleArn", "InputDataConfig",
+                 "OutputDataConfig", "ResourceConfig", "VpcConfig", "StoppingCondition", "Tags",
+                 "EnableNetworkIsolation", "EnableInterContainerTrafficEncryption", "EnableManagedSpotTraining",
+                 "CheckpointConfig", "DebugHookConfig", "DebugRuleConfigurations", "TensorBoardOutputConfig",
+                 "ExperimentConfig", "ProfilerConfig", "ProfilerRuleConfigurations", "Environment", "RetryStrategy",
+                 "RemoteDebugConfig", "InfraCheckConfig", "SessionChainingConfig"),
+    "processing": ("ProcessingInputs", "ProcessingOutputConfig", "ProcessingJobName", "ProcessingResources",
+                   "StoppingCondition", "AppSpecification", "Environment", "NetworkConfig", "RoleArn", "Tags",
+                   "ExperimentConfig"),
+}
+
+
+def request_from_description(kind, description):
+    """The Create* request of a job, from its Describe* answer (local backends answer with the request itself
+    plus state; SageMaker repeats the request's members)."""
+    return {key: description[key] for key in REQUEST_KEYS[kind] if key in description}
 
 
 def tags(sourcedir_sha256, kind):
