@@ -516,7 +516,7 @@ def test_status_transitions_and_failure_display(sm, moto_server, capsys):
     assert job.failure_reason.startswith("AlgorithmError")
 
 
-def test_failed_job_in_a_cell_shows_the_reason(shell, moto_server, fast):
+def test_failed_job_in_a_cell_shows_the_reason(shell, moto_server, fast, capsys):
     backend = configure_shell(shell)
 
     def fail(moto_job):
@@ -527,7 +527,9 @@ def test_failed_job_in_a_cell_shows_the_reason(shell, moto_server, fast):
     result, error = run_cell(shell, "r_train", "--backend sagemaker --name doomed", "stop('boom')\n")
     assert isinstance(error, JobFailed)
     rendered = "\n".join(error._render_traceback_())
-    assert "boom" in rendered and "doomed" in rendered
+    # CloudWatch had no log lines: the text view printed the reason after the summary, once
+    assert capsys.readouterr().out.count("Error in eval(): boom") == 1
+    assert "shown above" in rendered and "doomed" in rendered and "boom" in str(error)
     assert shell.user_ns["doomed"].status == "Failed"
 
 
