@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass
 
 from .errors import SmRMagicError
-from .paths import CONTAINER_DIR
+from .paths import CONTAINER_DIR, container_digest  # noqa: F401 (image.container_digest)
 
 DEFAULT_TAG = "sm-r-magic:latest"
 DIGEST_LABEL = "sm-r-magic.container-sha256"  # which container files an image was built from
@@ -71,7 +71,7 @@ def run(argv, *, input=None, env=None, cwd=None, capture=True, timeout=None):
 
 
 def _docker():
-    from .backends.docker import docker_cli
+    from .docker_engine import docker_cli
 
     return docker_cli()
 
@@ -83,31 +83,13 @@ def _image_exists(docker, image):
 def _check_engine(docker):
     proc = run([docker, "version", "--format", "{{.Server.Version}}"], timeout=30)
     if proc.returncode != 0:
-        from .backends.docker import _engine_error, _first_line
+        from .docker_engine import engine_error as _engine_error
+        from .docker_engine import first_line as _first_line
 
         error = _engine_error(proc.stdout)
         if error:
             raise SmRMagicError(f"{error} (or build without a local engine: --codebuild)")
         raise SmRMagicError(f"docker does not work here: {_first_line(proc.stdout)}")
-
-
-def container_digest(context=None):
-    """sha256 of the container folder's files (names and contents; caches excluded): the image label that
-    lets the docker backend tell an image built from other container files."""
-    import hashlib
-
-    context = context or CONTAINER_DIR
-    digest = hashlib.sha256()
-    for dirpath, dirnames, filenames in os.walk(context):
-        dirnames[:] = sorted(d for d in dirnames if d not in ("__pycache__", "tests"))
-        for name in sorted(filenames):
-            if name.endswith((".pyc", ".Rhistory", ".RData")) or name == "__init__.py":
-                continue
-            path = os.path.join(dirpath, name)
-            digest.update(os.path.relpath(path, context).encode() + b"\0")
-            with open(path, "rb") as fh:
-                digest.update(hashlib.sha256(fh.read()).digest())
-    return digest.hexdigest()
 
 
 def choose_base_image(docker, base_image=None):

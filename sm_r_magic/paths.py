@@ -18,3 +18,22 @@ def container_s3():
         spec.loader.exec_module(module)
         _s3 = module
     return _s3
+
+
+def container_digest(context=None):
+    """sha256 of the container folder's files (names and contents; caches excluded): the image label that
+    lets the docker backend tell an image built from other container files."""
+    import hashlib
+
+    context = context or CONTAINER_DIR
+    digest = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(context):
+        dirnames[:] = sorted(d for d in dirnames if d not in ("__pycache__", "tests"))
+        for name in sorted(filenames):
+            if name.endswith((".pyc", ".Rhistory", ".RData")) or name == "__init__.py":
+                continue
+            path = os.path.join(dirpath, name)
+            digest.update(os.path.relpath(path, context).encode() + b"\0")
+            with open(path, "rb") as fh:
+                digest.update(hashlib.sha256(fh.read()).digest())
+    return digest.hexdigest()
