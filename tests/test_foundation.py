@@ -179,6 +179,88 @@ def test_traceback_holds_the_users_frames_and_warnings_read_like_r(shell, local_
                                                               'sm_channel("train") at train.R#1']
 
 
+def _failure_lines(shell, line, code):
+    result = shell.run_cell(f"%%r_train {line} --as failed\n{code}")
+    assert isinstance(result.error_in_exec, JobFailed), result.error_in_exec
+    job = shell.user_ns["failed"]
+    lines = job.failure_reason.splitlines()
+    assert lines[1:2] == ["Traceback (innermost last):"], job.failure_reason
+    return job, lines[0], [frame.split(": ", 1)[1] for frame in lines[2:]]
+
+
+def test_options_warn_2_stops_the_job_at_top_level_and_in_functions(shell, local_root):
+    """options(warn = 2) turns warnings into errors, as in a bare Rscript, and the traceback holds the user's
+    frames only (not the four frames of R's warning machinery), the failing line last."""
+    job, headline, frames = _failure_lines(shell, "", 'options(warn = 2)\nx <- as.integer("a")\ncat("still running\\n")\n')
+    assert "still running" not in job.logs()
+    assert headline == "Error: (converted from warning) NAs introduced by coercion"
+    assert frames == ['x <- as.integer("a") at train.R#2']
+
+    code = 'options(warn = 2)\nto_int <- function(v) {\n  n <- as.integer(v)\n  n + 1L\n}\nto_int("a")\n'
+    _, headline, frames = _failure_lines(shell, "", code)
+    assert headline == 'Error in to_int("a"): (converted from warning) NAs introduced by coercion'
+    assert frames == ['to_int("a") at train.R#6', "n <- as.integer(v) at train.R#3"]
+
+    # warn = -1 silences a top-level warning, as in R
+    _, error = run_cell(shell, "r_train", "--as quiet", 'options(warn = -1)\nx <- as.integer("a")\ncat("done\\n")\n')
+    assert error is None
+    assert "NAs introduced" not in shell.user_ns["quiet"].logs() and "done" in shell.user_ns["quiet"].logs()
+
+
+def test_error_inside_package_code_names_the_users_call_and_line(shell, local_root):
+    """lm() fails inside model.frame(): the user needs their own call and line, and a traceback that starts at
+    their code (R alone says "Error in eval(predvars, data, env): object 'y' not found")."""
+    _, headline, frames = _failure_lines(shell, "", "x <- 1\n# fit it\nfit <- lm(y ~ x, data = data.frame(z = 1))\n")
+    assert headline == "Error in lm(y ~ x, data = data.frame(z = 1)) at train.R#3: object 'y' not found"
+    assert frames[0] == "lm(y ~ x, data = data.frame(z = 1)) at train.R#3"
+    assert frames[-1] == "eval(predvars, data, env)"
+    assert not any(f.startswith(("withVisible", "eval(ei, envir)", "source(", ".sm_")) for f in frames)
+
+
+SHAPES = {
+    "user function": ('f <- function(x) g(x)\ng <- function(x) stop("boom: ", x)\nf("bad")\n', "",
+                      "Error in g(x): boom: bad",
+                      ['f("bad") at train.R#3', "g(x) at train.R#1", 'stop("boom: ", x) at train.R#2']),
+    "top-level stop": ('x <- 1\nstop("no data")\n', "", "Error: no data", ['stop("no data") at train.R#2']),
+    "top-level primitive": ('x <- 1\ny <- sqrt("a")\n', "", 'Error in sqrt("a"): non-numeric argument to mathematical '
+                            "function", ['y <- sqrt("a") at train.R#2']),
+    "lapply callback": ('res <- lapply(1:3, function(i) if (i == 2) stop("bad item ", i) else i)\n', "",
+                        "Error in FUN(X[[i]], ...): bad item 2",
+                        ["lapply(1:3, function(i) if (i == 2) stop(\"bad item \", i) else i) at train.R#1",
+                         "FUN(X[[i]], ...)", 'stop("bad item ", i) at train.R#1']),
+    "lm in sapply": ('fits <- sapply(1:2, function(i) coef(lm(y ~ x, data.frame(z = i))))\n', "",
+                     "Error in coef(lm(y ~ x, data.frame(z = i))) at train.R#1: object 'y' not found", None),
+    "tryCatch rethrow": ('r <- tryCatch(sqrt("a"), error = function(e) stop(e))\n', "",
+                         'Error in sqrt("a"): non-numeric argument to mathematical function',
+                         ['tryCatch(sqrt("a"), error = function(e) stop(e)) at train.R#1', "value[[3L]](cond)",
+                          "stop(e) at train.R#1"]),
+    "sourced helper function": ('source("R/utils.R")\ndouble_it("a")\n', "--source-dir {src}",
+                                'Error in double_it("a"): double_it needs a number',
+                                ['double_it("a") at train.R#2', 'stop("double_it needs a number") at utils.R#2']),
+    "sourced file top level": ('source("R/broken.R")\n', "--source-dir {src}",
+                               "Error: object 'undefined_thing' not found",
+                               ['source("R/broken.R") at train.R#1', "y <- undefined_thing + 1 at broken.R#2"]),
+    "sm_hp value": ('n <- sm_hp("trees", 1L)\n', "--hp trees=many",
+                    "Error: hyperparameter 'trees' = 'many' is not a valid integer", ['sm_hp("trees", 1L) at train.R#1']),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_failures_of_each_shape_show_the_users_frames(shell, local_root, tmp_path, shape):
+    code, line, headline, frames = SHAPES[shape]
+    src = tmp_path / "src"
+    (src / "R").mkdir(parents=True)
+    (src / "R" / "utils.R").write_text('double_it <- function(x) {\n  if (!is.numeric(x)) stop("double_it needs a '
+                                       'number")\n  2 * x\n}\n')
+    (src / "R" / "broken.R").write_text("x <- 1\ny <- undefined_thing + 1\n")
+    _, got_headline, got_frames = _failure_lines(shell, line.format(src=src), code)
+    assert got_headline == headline
+    if frames is not None:
+        assert got_frames == frames
+    assert not any(f.startswith(("tryCatchList", "doTryCatch", ".handleSimpleError", "withVisible", "eval(ei"))
+                   for f in got_frames)
+
+
 def test_async_returns_at_once_and_wait_finishes(shell, capsys):
     t0 = time.monotonic()
     _, error = run_cell(shell, "r_train", "--name slow --async --as slow", 'Sys.sleep(2)\ncat("done\\n")')

@@ -229,28 +229,86 @@ sm_fetch <- function(uri, dest) {
 .sm_helper_names <- c("sm_hyperparameters", "sm_hp", "sm_channel", "sm_input", "sm_output", "sm_model_dir",
                       "sm_output_data_dir", "sm_checkpoint_dir")
 
-# tryCatch()'s own machinery: noise in a user's traceback.
-.sm_internal_frames <- c("tryCatchList", "tryCatchOne", "doTryCatch", "withCallingHandlers", ".handleSimpleError")
+# R's own machinery, noise in a user's traceback: tryCatch()'s, the error handler's, and the frames that turn a
+# warning into an error under options(warn = 2).
+.sm_internal_frames <- c("tryCatchList", "tryCatchOne", "doTryCatch", "withCallingHandlers", ".handleSimpleError",
+                         ".signalSimpleWarning", "withRestarts", "withOneRestart", "doWithOneRestart")
 
-# The user's frames of the call stack at the time of the error, innermost last. `calls` is sys.calls()
-# inside our calling handler: the frames after source()'s eval(), without the handler's own frames
-# (.handleSimpleError(h, ...) then h(...) for stop("text"); the handler itself for stop(condition)).
-.sm_user_trace <- function(calls) {
-  calls <- calls[-length(calls)]  # the calling handler's own frame
-  fn_name <- function(call) if (is.name(call[[1]])) as.character(call[[1]]) else ""
-  names <- vapply(calls, fn_name, "")
-  is_eval <- names == "eval"
-  start <- if (any(is_eval)) max(which(is_eval)) + 1L else 1L
-  handler <- which(names == ".handleSimpleError")
-  handler <- handler[handler >= start]
-  end <- if (length(handler)) min(handler) - 1L else length(calls)
-  if (end < start) return(character())
-  keep <- seq.int(start, end)
-  keep <- keep[!names[keep] %in% .sm_internal_frames]
+.sm_bare <- function(call) {
+  attributes(call) <- NULL
+  call
+}
+
+.sm_call_name <- function(call) if (is.name(call[[1]])) as.character(call[[1]]) else ""
+
+# source() evaluates each top-level expression as withVisible(eval(ei, envir)): its frames, not the user's. An
+# error or warning raised by a top-level expression itself (stop("x"), as.integer("a")) names eval(ei, envir) as
+# its call.
+.sm_is_source_eval <- function(call) {
+  !is.null(call) && (identical(.sm_bare(call), quote(eval(ei, envir))) ||
+                     identical(.sm_bare(call), quote(withVisible(eval(ei, envir)))))
+}
+
+# "x <- f(1) at train.R#3": the code a srcref points at, with its line.
+.sm_srcref_line <- function(srcref) {
+  if (is.null(srcref)) return(character())
+  text <- paste(trimws(as.character(srcref)), collapse = " ")
+  if (nchar(text) > 100L) text <- paste0(substr(text, 1L, 97L), "...")
+  sprintf("%s at %s#%d", text, basename(utils::getSrcFilename(srcref)), srcref[[1]])
+}
+
+# The top-level expression that the source() call in frame `frame` is evaluating.
+.sm_source_statement <- function(frame) {
+  env <- sys.frame(frame)
+  .sm_srcref_line(tryCatch(get("srcrefs", envir = env, inherits = FALSE)[[get("i", envir = env, inherits = FALSE)]],
+                           error = function(e) NULL))
+}
+
+# Whether frame i runs the user's code: a function the user defined, or a call the user wrote (its srcref).
+.sm_user_frame <- function(i, calls) {
+  !is.null(attr(calls[[i]], "srcref")) || !is.null(attr(sys.function(i), "srcref"))
+}
+
+# When an error arises inside package code (lm()'s model.frame() cannot find a column), R names the package's
+# call (eval(predvars, data, env)); the user needs the innermost call they wrote, with its line.
+.sm_error_where <- function(cond, calls, keep) {
+  call <- conditionCall(cond)
+  if (is.null(call) || .sm_is_source_eval(call) || !length(keep)) return(NULL)
+  raised <- which(vapply(calls, function(cl) identical(.sm_bare(cl), .sm_bare(call)), TRUE))
+  # no frame for a primitive such as sqrt(): it ran in the innermost frame
+  frame <- if (length(raised)) max(raised) else max(keep)
+  if (.sm_user_frame(frame, calls)) return(NULL)
+  written <- keep[vapply(calls[keep], function(cl) !is.null(attr(cl, "srcref")), TRUE)]
+  if (length(written)) .sm_format_call(calls[[max(written)]]) else NULL
+}
+
+# The user's frames of the call stack at the time of an error, innermost last, as lines (attribute "where":
+# see .sm_error_where). `calls` is sys.calls() inside our calling handler, whose own frames are left out
+# (.handleSimpleError(h, ...) then h(...) for stop("text"); the handler itself for stop(condition)). The user's
+# code starts inside .sm_source_user(). When it holds no frame after the innermost source() (an error in a
+# top-level expression, of train.R or of a file it sources), that expression is shown with its line; when a
+# primitive (sqrt("a"), or a warning under options(warn = 2)) failed inside a user's function, the line R was
+# running there (the srcref of R's signalling frame).
+.sm_user_trace <- function(calls, cond = NULL) {
+  n <- length(calls) - 1L
+  names <- vapply(calls, .sm_call_name, "")
+  if (n >= 1L && names[[n]] == ".handleSimpleError") n <- n - 1L
+  marker <- match(".sm_source_user", names)
+  start <- if (is.na(marker)) 1L else marker + 2L  # after .sm_source_user() and its source()
+  keep <- if (n >= start) seq.int(start, n) else integer()
+  signalled <- c(keep[names[keep] == ".signalSimpleWarning"], n + 1L)[[1]]
+  keep <- keep[!names[keep] %in% .sm_internal_frames & !vapply(calls[keep], .sm_is_source_eval, TRUE)]
   # Inside our helpers (sm_output(), sm_hp(), ...) only the call the user wrote matters
   helper <- keep[names[keep] %in% .sm_helper_names]
   if (length(helper)) keep <- keep[keep <= min(helper)]
-  vapply(calls[keep], .sm_format_call, "")
+  trace <- vapply(calls[keep], .sm_format_call, "")
+  sources <- c(if (!is.na(marker)) marker + 1L, keep[names[keep] == "source"])
+  if (length(sources) && !any(keep > max(sources))) {
+    trace <- c(trace, .sm_source_statement(max(sources)))
+  } else if (!length(helper) && length(keep) && !is.null(attr(sys.function(max(keep)), "srcref"))) {
+    trace <- c(trace, .sm_srcref_line(attr(calls[[signalled]], "srcref")))
+  }
+  structure(trace, where = if (!is.null(cond)) .sm_error_where(cond, calls, keep))
 }
 
 .sm_set_env <- function(values) {
@@ -262,12 +320,16 @@ sm_fetch <- function(uri, dest) {
 
 # "Error in f(x): message" plus the user's traceback (innermost last); `what` names where it happened
 # ("in model_fn", "preparing the job", ...). A top-level stop() reports source()'s own eval(ei, envir) as
-# its call: not the user's, so it is left out.
+# its call: not the user's, so it is left out. A trace with a "where" attribute (.sm_user_trace) names that
+# call instead of R's. Long traces keep their outer and inner ends.
 .sm_error_lines <- function(e, trace = character(), what = NULL) {
   call <- conditionCall(e)
-  if (!is.null(call) && identical(call[[1]], quote(eval))) call <- NULL
-  where <- if (!is.null(call)) paste0(" in ", paste(deparse(call, nlines = 1L), collapse = "")) else ""
+  if (.sm_is_source_eval(call)) call <- NULL
+  where <- if (!is.null(attr(trace, "where"))) paste0(" in ", attr(trace, "where"))
+           else if (!is.null(call)) paste0(" in ", paste(deparse(call, nlines = 1L), collapse = "")) else ""
   lines <- sprintf("Error%s%s: %s", if (is.null(what)) "" else paste0(" ", what), where, conditionMessage(e))
-  if (length(trace)) lines <- c(lines, "Traceback (innermost last):", sprintf("  %d: %s", seq_along(trace), trace))
-  lines
+  if (!length(trace)) return(lines)
+  shown <- sprintf("  %d: %s", seq_along(trace), trace)
+  if (length(shown) > 20L) shown <- c(shown[1:6], sprintf("  ... %d frames ...", length(shown) - 16L), tail(shown, 10L))
+  c(lines, "Traceback (innermost last):", shown)
 }
