@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from sm_r_magic.backends.local import pid_alive
 from sm_r_magic.errors import JobFailed
 
 from .conftest import run_cell
@@ -295,6 +296,61 @@ def test_sigterm_to_r_ends_as_failed_not_hung(shell):
     assert "SIGTERM" in job.failure_reason
 
 
+def test_killed_runner_takes_r_and_what_r_started_with_it(shell, local_root):
+    """kill -9 of the local job runner: R ends with it (parent-death signal), the process R started is ended
+    when the job is next looked at, and the job is Failed saying why."""
+    code = 'system("sh -c \'echo $$ > child.pid; exec sleep 300\'", wait = FALSE)\nSys.sleep(300)\n'
+    _, error = run_cell(shell, "r_train", "--name orphan --async --as job", code)
+    assert error is None
+    job = shell.user_ns["job"]
+    state_file = os.path.join(job.local_folder, "state.json")
+    pid_file = os.path.join(job.local_folder, "opt", "ml", "code", "child.pid")
+    _wait_for(lambda: os.path.exists(pid_file) and open(pid_file).read().strip(), timeout=30)
+    state = json.load(open(state_file))
+    r_pid, runner_pid, sleep_pid = state["child_pid"], state["runner_pid"], int(open(pid_file).read())
+    assert pid_alive(r_pid) and pid_alive(sleep_pid)
+    try:
+        os.kill(runner_pid, signal.SIGKILL)
+        _wait_for(lambda: not pid_alive(r_pid), timeout=30)  # without anyone asking for the job's status
+        assert job.status == "Failed"
+        assert job.failure_reason.startswith(f"the local job runner (pid {runner_pid}) was killed by SIGKILL; "
+                                             "R was stopped with it")
+        _wait_for(lambda: not pid_alive(sleep_pid), timeout=30)
+    finally:
+        for pid in (r_pid, sleep_pid):
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.docker
+def test_killed_runner_of_a_docker_job_removes_its_container(settings, local_root):
+    """The docker backend's runner runs the `docker run` client, whose end does not end the container: a killed
+    runner's container is removed, and the job is Failed saying so."""
+    from sm_r_magic import api
+    from sm_r_magic.backends.docker import container_name
+
+    from .support.docker_engine import IMAGE, containers, engine_problem, ensure_image
+
+    problem = engine_problem()
+    if problem:
+        pytest.skip(problem)
+    ensure_image(IMAGE)
+    settings.image = IMAGE
+    job = api.train("Sys.sleep(300)\n", backend="docker", name="orphan", wait=False, progress="none")
+    name = container_name(job.name)
+    state_file = os.path.join(job.local_folder, "state.json")
+    try:
+        _wait_for(lambda: containers(name=name) and job.secondary_status == "Training", timeout=60)
+        runner_pid = json.load(open(state_file))["runner_pid"]
+        os.kill(runner_pid, signal.SIGKILL)
+        _wait_for(lambda: job.status == "Failed", timeout=30)
+        assert job.failure_reason.startswith(f"the local job runner (pid {runner_pid}) was killed by SIGKILL; "
+                                             f"its container {name} was removed with it")
+        _wait_for(lambda: not containers(name=name), timeout=60)
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+
+
 def test_interrupt_detaches_and_job_keeps_running(shell, monkeypatch, capsys):
     import sm_r_magic.progress as progress
 
@@ -409,8 +465,9 @@ def test_train_mode_execs_r(shell):
         state_file = os.path.join(job.local_folder, "state.json")
         _wait_for(lambda: json.load(open(state_file)).get("child_pid") and job.secondary_status == "Training")
         pid = json.load(open(state_file))["child_pid"]
+        # the runner's child starts as /bin/sh entrypoint.sh and becomes R when the script execs
+        _wait_for(lambda: os.path.basename(os.readlink(f"/proc/{pid}/exe")) == "R", timeout=30)
         cmdline = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
-        assert os.path.basename(os.readlink(f"/proc/{pid}/exe")) == "R"
         assert any(arg.endswith(b"entrypoint.R") for arg in cmdline) and b"train" in cmdline
     finally:
         job.stop()
