@@ -15,15 +15,17 @@ R_PACKAGES := r-base-core r-base-dev r-cran-jsonlite r-cran-plumber r-cran-httpu
 	r-cran-filelock r-cran-reticulate r-cran-irkernel r-cran-callr r-cran-processx r-cran-testthat \
 	r-cran-rstudioapi
 
-.PHONY: help install system-deps venv demo test test-fast bench image docker-up docker-down browser clean
+.PHONY: help install system-deps libpython venv r-package demo test test-fast bench image docker-up docker-down \
+	browser clean
 
 help:
 	@echo "make demo   - set up and run notebooks/quickstart.ipynb on the local backend"
 	@echo "make test   - set up everything and run the whole test suite"
 	@echo "make bench  - run the benchmarks (serving, submission, docker)"
 	@echo "make image  - build the shared R image sm-r-magic:latest"
+	@echo "make r-package - install the R package smrmagic (kernel_ext) into your R library"
 
-install: system-deps venv
+install: system-deps libpython venv
 
 # apt-get only what is missing, so a warm machine pays nothing.
 system-deps:
@@ -34,6 +36,24 @@ system-deps:
 		$(APT_GET) update -qq && $(APT_GET) install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
+# reticulate (the R package's bridge to Python) loads Python's shared library, libpython3.X.so, from the
+# folders sysconfig names LIBPL and LIBDIR. Debian ships it apart from python3: for Debian 12's
+# /usr/bin/python3 (which the venv is made from) that is the package libpython3.11 (-dev is not needed).
+LIBPYTHON_FOUND := import glob, sys, sysconfig; v = "%d.%d" % sys.version_info[:2]; \
+	print("yes" if any(glob.glob(f"{d}/libpython{v}*.so*") for d in \
+	{sysconfig.get_config_var(k) for k in ("LIBPL", "LIBDIR")} if d) else f"libpython{v}")
+
+libpython: system-deps
+	@missing=$$($(PYTHON) -c '$(LIBPYTHON_FOUND)'); \
+	if [ "$$missing" != yes ]; then \
+		if dpkg -S "$$(readlink -f "$$(command -v $(PYTHON))")" >/dev/null 2>&1; then \
+			echo "apt-get install: $$missing (Python's shared library, which reticulate loads)"; \
+			$(APT_GET) install -y -qq --no-install-recommends $$missing >/dev/null; \
+		else \
+			echo "note: $(PYTHON) has no $$missing.so; the R package (reticulate) needs a Python built with --enable-shared"; \
+		fi; \
+	fi
+
 venv: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml setup.py
@@ -42,6 +62,13 @@ $(VENV)/.installed: pyproject.toml setup.py
 	$(PY) -m pip install -q -e '.[test]'
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (sm-r-magic)" >/dev/null
 	@touch $@
+
+# The R package for IRkernel and RStudio users, into your R library (created when missing).
+r-package: install
+	@lib=$$(Rscript -e 'cat(path.expand(Sys.getenv("R_LIBS_USER")))'); mkdir -p "$$lib"; \
+	out=$$(R CMD INSTALL --no-test-load --library="$$lib" kernel_ext/R/smrmagic 2>&1) || { echo "$$out"; exit 1; }; \
+	echo "installed the R package smrmagic into $$lib" && \
+	echo "tell R which Python runs it, e.g. in ~/.Renviron: SM_R_MAGIC_PYTHON=$(abspath $(PY))"
 
 demo: install
 	$(PY) scripts/demo.py

@@ -155,16 +155,17 @@ def test_widgets_in_jupyterlab(tmp_path, r_available):
             expect(jobs.locator(".smr-dashboard")).to_be_visible(timeout=20_000)
             expect(jobs.locator(".smr-dashboard")).to_contain_text("browser-long")
             # the async widget kept ticking while the other cells ran (poller thread)
-            expect(long.locator(".smr-timeline")).to_contain_text("Training", timeout=10_000)
+            expect(long.locator(".smr-timeline")).to_contain_text("Training", timeout=30_000)
             long.screenshot(path=os.path.join(SHOTS, "running-light.png"))
 
             long.locator("button.smr-stop").click()
-            expect(long.locator("button.smr-confirm-stop")).to_be_visible(timeout=10_000)
+            expect(long.locator("button.smr-confirm-stop")).to_be_visible(timeout=30_000)
             long.screenshot(path=os.path.join(SHOTS, "confirm-stop-light.png"))
             long.locator("button.smr-confirm-stop").click()
             expect(long.locator('.smr-badge[data-status="Stopped"]')).to_be_visible(timeout=30_000)
             long.screenshot(path=os.path.join(SHOTS, "stopped-light.png"))
-            page.wait_for_timeout(1500)  # the dashboard row turns Stopped too
+            # the dashboard row turns Stopped too (its poller follows the job): wait for it, not a fixed time
+            expect(jobs.locator('.smr-dashboard .smr-badge[data-status="Stopped"]')).to_have_count(1, timeout=30_000)
             jobs.screenshot(path=os.path.join(SHOTS, "dashboard-light.png"))
             page.screenshot(path=os.path.join(SHOTS, "notebook-light.png"))
 

@@ -68,6 +68,19 @@ function(req) {
 NEWDATA_CSV = "wt,hp\n2.5,120\n3.1,200\n1.8,95\n4.0,150\n"
 
 
+def assert_no_container_left(timeout=60, **which):
+    """No container left behind (by name or job label). `docker run --rm` removes a container once it has
+    stopped, and on a loaded machine that removal can lag behind `docker stop` returning: wait for it,
+    bounded, instead of asserting at once."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = containers(**which)
+        if not left:
+            return
+        assert time.monotonic() < deadline, f"containers still there {timeout} s later: {left}"
+        time.sleep(0.2)
+
+
 @pytest.fixture(scope="session")
 def docker_image():
     problem = engine_problem()
@@ -125,7 +138,8 @@ def test_foundation_example_gives_the_same_results_in_the_image(docker_settings,
     for dirpath, _, filenames in os.walk(os.path.join(job.local_folder, "opt", "ml")):
         for name in filenames:
             assert os.stat(os.path.join(dirpath, name)).st_uid == os.getuid()
-    assert containers(label_value=job.name) == [] and containers(label_value=prep.name) == []
+    assert_no_container_left(label_value=job.name)
+    assert_no_container_left(label_value=prep.name)
 
 
 def test_seed_style_job_runs_unchanged_and_its_model_serves_in_the_image(docker_settings, mtcars_csv, tmp_path):
@@ -175,7 +189,7 @@ def test_seed_style_job_runs_unchanged_and_its_model_serves_in_the_image(docker_
     expected = r_lines(f'df <- read.csv("{mtcars_csv}"); m <- lm(mpg ~ wt + hp, df); '
                        f'cat(format(predict(m, read.csv(text = "{NEWDATA_CSV}")), digits = 17), sep = "\\n")')
     assert predictions == pytest.approx([float(x) for x in expected], rel=1e-12)
-    assert containers(name=name) == []
+    assert_no_container_left(name=name)
 
 
 def test_stop_sends_sigterm_to_r_and_removes_the_container(docker_settings):
@@ -186,15 +200,13 @@ def test_stop_sends_sigterm_to_r_and_removes_the_container(docker_settings):
         assert time.monotonic() < deadline and not job.done, job.logs()
         time.sleep(0.1)
     assert containers(label_value=job.name) == [docker_backend.container_name(job.name)]
-    started = time.monotonic()
     job.stop()
-    took = time.monotonic() - started
     assert job.status == "Stopped"
-    # R ended from SIGTERM itself (128 + 15) well within the grace period (RMagic.stop_timeout = 10 s),
-    # not from docker stop's SIGKILL after it (137): the image's tini forwards SIGTERM to R.
+    # R ended from SIGTERM itself (128 + 15) within the grace period (RMagic.stop_timeout = 10 s), not from
+    # docker stop's SIGKILL after it (137): the image's tini forwards SIGTERM to R. (The exit code says so
+    # whatever the machine's speed; how long stopping takes is not asserted.)
     assert job.describe()["ExitCode"] == 143
-    assert took < 5
-    assert containers(label_value=job.name) == []
+    assert_no_container_left(label_value=job.name)
 
 
 def test_r_error_fails_the_job_with_the_r_message(docker_settings):
@@ -395,7 +407,7 @@ def test_serving_example_predicts_in_the_image_as_r_does(docker_settings, mtcars
                 local.delete()
     finally:
         predictor.delete()
-    assert containers(name=docker_backend.container_name("served-ep")) == []
+    assert_no_container_left(name=docker_backend.container_name("served-ep"))
     with pytest.raises(SmRMagicError, match="no docker endpoint named served-ep"):
         be.describe_endpoint("served-ep")
     if LocalBackend.deploy is Backend.deploy:
@@ -420,4 +432,4 @@ def test_failing_model_fn_makes_the_endpoint_failed_with_the_r_error(docker_sett
             predictor.predict(NEWDATA_CSV)
     finally:
         predictor.delete()
-    assert containers(name=docker_backend.container_name("broken-ep")) == []
+    assert_no_container_left(name=docker_backend.container_name("broken-ep"))

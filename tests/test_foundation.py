@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from sm_r_magic.backends.local import pid_alive
 from sm_r_magic.errors import JobFailed
 
 from .conftest import run_cell
@@ -182,6 +183,88 @@ def test_traceback_holds_the_users_frames_and_warnings_read_like_r(shell, local_
                                                               'sm_channel("train") at train.R#1']
 
 
+def _failure_lines(shell, line, code):
+    result = shell.run_cell(f"%%r_train {line} --as failed\n{code}")
+    assert isinstance(result.error_in_exec, JobFailed), result.error_in_exec
+    job = shell.user_ns["failed"]
+    lines = job.failure_reason.splitlines()
+    assert lines[1:2] == ["Traceback (innermost last):"], job.failure_reason
+    return job, lines[0], [frame.split(": ", 1)[1] for frame in lines[2:]]
+
+
+def test_options_warn_2_stops_the_job_at_top_level_and_in_functions(shell, local_root):
+    """options(warn = 2) turns warnings into errors, as in a bare Rscript, and the traceback holds the user's
+    frames only (not the four frames of R's warning machinery), the failing line last."""
+    job, headline, frames = _failure_lines(shell, "", 'options(warn = 2)\nx <- as.integer("a")\ncat("still running\\n")\n')
+    assert "still running" not in job.logs()
+    assert headline == "Error: (converted from warning) NAs introduced by coercion"
+    assert frames == ['x <- as.integer("a") at train.R#2']
+
+    code = 'options(warn = 2)\nto_int <- function(v) {\n  n <- as.integer(v)\n  n + 1L\n}\nto_int("a")\n'
+    _, headline, frames = _failure_lines(shell, "", code)
+    assert headline == 'Error in to_int("a"): (converted from warning) NAs introduced by coercion'
+    assert frames == ['to_int("a") at train.R#6', "n <- as.integer(v) at train.R#3"]
+
+    # warn = -1 silences a top-level warning, as in R
+    _, error = run_cell(shell, "r_train", "--as quiet", 'options(warn = -1)\nx <- as.integer("a")\ncat("done\\n")\n')
+    assert error is None
+    assert "NAs introduced" not in shell.user_ns["quiet"].logs() and "done" in shell.user_ns["quiet"].logs()
+
+
+def test_error_inside_package_code_names_the_users_call_and_line(shell, local_root):
+    """lm() fails inside model.frame(): the user needs their own call and line, and a traceback that starts at
+    their code (R alone says "Error in eval(predvars, data, env): object 'y' not found")."""
+    _, headline, frames = _failure_lines(shell, "", "x <- 1\n# fit it\nfit <- lm(y ~ x, data = data.frame(z = 1))\n")
+    assert headline == "Error in lm(y ~ x, data = data.frame(z = 1)) at train.R#3: object 'y' not found"
+    assert frames[0] == "lm(y ~ x, data = data.frame(z = 1)) at train.R#3"
+    assert frames[-1] == "eval(predvars, data, env)"
+    assert not any(f.startswith(("withVisible", "eval(ei, envir)", "source(", ".sm_")) for f in frames)
+
+
+SHAPES = {
+    "user function": ('f <- function(x) g(x)\ng <- function(x) stop("boom: ", x)\nf("bad")\n', "",
+                      "Error in g(x): boom: bad",
+                      ['f("bad") at train.R#3', "g(x) at train.R#1", 'stop("boom: ", x) at train.R#2']),
+    "top-level stop": ('x <- 1\nstop("no data")\n', "", "Error: no data", ['stop("no data") at train.R#2']),
+    "top-level primitive": ('x <- 1\ny <- sqrt("a")\n', "", 'Error in sqrt("a"): non-numeric argument to mathematical '
+                            "function", ['y <- sqrt("a") at train.R#2']),
+    "lapply callback": ('res <- lapply(1:3, function(i) if (i == 2) stop("bad item ", i) else i)\n', "",
+                        "Error in FUN(X[[i]], ...): bad item 2",
+                        ["lapply(1:3, function(i) if (i == 2) stop(\"bad item \", i) else i) at train.R#1",
+                         "FUN(X[[i]], ...)", 'stop("bad item ", i) at train.R#1']),
+    "lm in sapply": ('fits <- sapply(1:2, function(i) coef(lm(y ~ x, data.frame(z = i))))\n', "",
+                     "Error in coef(lm(y ~ x, data.frame(z = i))) at train.R#1: object 'y' not found", None),
+    "tryCatch rethrow": ('r <- tryCatch(sqrt("a"), error = function(e) stop(e))\n', "",
+                         'Error in sqrt("a"): non-numeric argument to mathematical function',
+                         ['tryCatch(sqrt("a"), error = function(e) stop(e)) at train.R#1', "value[[3L]](cond)",
+                          "stop(e) at train.R#1"]),
+    "sourced helper function": ('source("R/utils.R")\ndouble_it("a")\n', "--source-dir {src}",
+                                'Error in double_it("a"): double_it needs a number',
+                                ['double_it("a") at train.R#2', 'stop("double_it needs a number") at utils.R#2']),
+    "sourced file top level": ('source("R/broken.R")\n', "--source-dir {src}",
+                               "Error: object 'undefined_thing' not found",
+                               ['source("R/broken.R") at train.R#1', "y <- undefined_thing + 1 at broken.R#2"]),
+    "sm_hp value": ('n <- sm_hp("trees", 1L)\n', "--hp trees=many",
+                    "Error: hyperparameter 'trees' = 'many' is not a valid integer", ['sm_hp("trees", 1L) at train.R#1']),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_failures_of_each_shape_show_the_users_frames(shell, local_root, tmp_path, shape):
+    code, line, headline, frames = SHAPES[shape]
+    src = tmp_path / "src"
+    (src / "R").mkdir(parents=True)
+    (src / "R" / "utils.R").write_text('double_it <- function(x) {\n  if (!is.numeric(x)) stop("double_it needs a '
+                                       'number")\n  2 * x\n}\n')
+    (src / "R" / "broken.R").write_text("x <- 1\ny <- undefined_thing + 1\n")
+    _, got_headline, got_frames = _failure_lines(shell, line.format(src=src), code)
+    assert got_headline == headline
+    if frames is not None:
+        assert got_frames == frames
+    assert not any(f.startswith(("tryCatchList", "doTryCatch", ".handleSimpleError", "withVisible", "eval(ei"))
+                   for f in got_frames)
+
+
 def test_async_returns_at_once_and_wait_finishes(shell, capsys):
     t0 = time.monotonic()
     _, error = run_cell(shell, "r_train", "--name slow --async --as slow", 'Sys.sleep(2)\ncat("done\\n")')
@@ -214,6 +297,61 @@ def test_sigterm_to_r_ends_as_failed_not_hung(shell):
     _wait_for(lambda: job.done, timeout=15)
     assert job.status == "Failed"
     assert "SIGTERM" in job.failure_reason
+
+
+def test_killed_runner_takes_r_and_what_r_started_with_it(shell, local_root):
+    """kill -9 of the local job runner: R ends with it (parent-death signal), the process R started is ended
+    when the job is next looked at, and the job is Failed saying why."""
+    code = 'system("sh -c \'echo $$ > child.pid; exec sleep 300\'", wait = FALSE)\nSys.sleep(300)\n'
+    _, error = run_cell(shell, "r_train", "--name orphan --async --as job", code)
+    assert error is None
+    job = shell.user_ns["job"]
+    state_file = os.path.join(job.local_folder, "state.json")
+    pid_file = os.path.join(job.local_folder, "opt", "ml", "code", "child.pid")
+    _wait_for(lambda: os.path.exists(pid_file) and open(pid_file).read().strip(), timeout=30)
+    state = json.load(open(state_file))
+    r_pid, runner_pid, sleep_pid = state["child_pid"], state["runner_pid"], int(open(pid_file).read())
+    assert pid_alive(r_pid) and pid_alive(sleep_pid)
+    try:
+        os.kill(runner_pid, signal.SIGKILL)
+        _wait_for(lambda: not pid_alive(r_pid), timeout=30)  # without anyone asking for the job's status
+        assert job.status == "Failed"
+        assert job.failure_reason.startswith(f"the local job runner (pid {runner_pid}) was killed by SIGKILL; "
+                                             "R was stopped with it")
+        _wait_for(lambda: not pid_alive(sleep_pid), timeout=30)
+    finally:
+        for pid in (r_pid, sleep_pid):
+            if pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.docker
+def test_killed_runner_of_a_docker_job_removes_its_container(settings, local_root):
+    """The docker backend's runner runs the `docker run` client, whose end does not end the container: a killed
+    runner's container is removed, and the job is Failed saying so."""
+    from sm_r_magic import api
+    from sm_r_magic.backends.docker import container_name
+
+    from .support.docker_engine import IMAGE, containers, engine_problem, ensure_image
+
+    problem = engine_problem()
+    if problem:
+        pytest.skip(problem)
+    ensure_image(IMAGE)
+    settings.image = IMAGE
+    job = api.train("Sys.sleep(300)\n", backend="docker", name="orphan", wait=False, progress="none")
+    name = container_name(job.name)
+    state_file = os.path.join(job.local_folder, "state.json")
+    try:
+        _wait_for(lambda: containers(name=name) and job.secondary_status == "Training", timeout=60)
+        runner_pid = json.load(open(state_file))["runner_pid"]
+        os.kill(runner_pid, signal.SIGKILL)
+        _wait_for(lambda: job.status == "Failed", timeout=30)
+        assert job.failure_reason.startswith(f"the local job runner (pid {runner_pid}) was killed by SIGKILL; "
+                                             f"its container {name} was removed with it")
+        _wait_for(lambda: not containers(name=name), timeout=60)
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
 
 
 def test_interrupt_detaches_and_job_keeps_running(shell, monkeypatch, capsys):
@@ -330,8 +468,9 @@ def test_train_mode_execs_r(shell):
         state_file = os.path.join(job.local_folder, "state.json")
         _wait_for(lambda: json.load(open(state_file)).get("child_pid") and job.secondary_status == "Training")
         pid = json.load(open(state_file))["child_pid"]
+        # the runner's child starts as /bin/sh entrypoint.sh and becomes R when the script execs
+        _wait_for(lambda: os.path.basename(os.readlink(f"/proc/{pid}/exe")) == "R", timeout=30)
         cmdline = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
-        assert os.path.basename(os.readlink(f"/proc/{pid}/exe")) == "R"
         assert any(arg.endswith(b"entrypoint.R") for arg in cmdline) and b"train" in cmdline
     finally:
         job.stop()

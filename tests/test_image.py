@@ -243,7 +243,7 @@ def local_registry(tmp_path, moto_server):
     log = open(tmp_path / "registry.log", "w")
     proc = subprocess.Popen([binary, "serve", str(tmp_path / "config.yml")], stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60  # generous: a loaded machine starts it slowly
         while True:
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1)

@@ -1,8 +1,11 @@
 """kernel_ext: `sm-r-magic install-kernel` (kernel spec and ipython_config.py) and the R package
 kernel_ext/R/smrmagic, whose testthat suite runs here through Rscript so that `pytest` alone covers it."""
 
+import ast
+import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,6 +17,7 @@ from sm_r_magic import cli, kernel_install
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 R_PACKAGE = os.path.join(REPO, "kernel_ext", "R", "smrmagic")
+BRIDGE_DIR = os.path.join(R_PACKAGE, "inst", "python")
 
 
 def _kernel_dir(prefix, name="sm-r-magic"):
@@ -161,6 +165,63 @@ def test_r_package_installs(r_library):
     dcf = (installed / "rstudio" / "addins.dcf").read_text()
     for binding in ("sm_addin_processing", "sm_addin_train", "sm_addin_deploy"):
         assert f"Binding: {binding}\n" in dcf
+    # every exported function has a help page (messages say "see ?sm_train")
+    missing = subprocess.run(
+        ["Rscript", "-e", f"lib <- '{r_library}'; exports <- getNamespaceExports(loadNamespace('smrmagic', "
+                          "lib.loc = lib)); cat(exports[lengths(lapply(exports, function(n) utils::help(n, "
+                          "package = 'smrmagic', lib.loc = lib))) == 0], sep = '\\n')"],
+        capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 0, missing.stderr
+    assert missing.stdout.split() == [], "exports without a help page"
+
+
+def _sm_python_in_r(r_library, **env):
+    """smrmagic::sm_python() in a new R process, with only the given Python choices in its environment."""
+    environment = {k: v for k, v in os.environ.items() if k not in ("SM_R_MAGIC_PYTHON", "RETICULATE_PYTHON")}
+    environment.update(env, R_LIBS=str(r_library))
+    code = ('tryCatch({info <- smrmagic::sm_python(); cat("PYTHON:", info$python, "\\n")}, '
+            'error = function(e) cat("CLASS:", class(e)[1], "\\nMESSAGE:", conditionMessage(e), "\\n"))')
+    result = subprocess.run(["Rscript", "-e", code], env=environment, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_r_package_says_to_install_libpython_when_reticulate_cannot_load_python(r_library, tmp_path):
+    """A fresh Debian 12 has python3 but not libpython3.11, the shared library reticulate loads: the R package
+    says which package to install, as one sm_usage_error line. The Python here is made to look like that:
+    sysconfig's LIBPL and LIBDIR (where reticulate looks for libpython3.X.so) point at an empty folder."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (tmp_path / "empty").mkdir()
+    (site / "sitecustomize.py").write_text(
+        "import sysconfig\n_get = sysconfig.get_config_var\n"
+        f"sysconfig.get_config_var = lambda name: {str(tmp_path / 'empty')!r} if name in ('LIBPL', 'LIBDIR') "
+        "else _get(name)\n")
+    python = tmp_path / "bin" / "python"
+    python.parent.mkdir()
+    python.write_text(f"#!/bin/sh\nPYTHONPATH={site}${{PYTHONPATH:+:$PYTHONPATH}} exec {sys.executable} \"$@\"\n")
+    python.chmod(0o755)
+    library = "libpython%d.%d" % sys.version_info[:2]
+    for variable in ("SM_R_MAGIC_PYTHON", "RETICULATE_PYTHON"):
+        out = _sm_python_in_r(r_library, **{variable: str(python)})
+        assert "CLASS: sm_usage_error" in out, out
+        assert (f"MESSAGE: reticulate cannot load Python's shared library ({library}.so) for {python}: install it "
+                f"(Debian/Ubuntu: sudo apt-get install {library}), or use a Python built with --enable-shared") in out
+
+
+def test_r_package_finds_python_from_a_venv_folder_and_before_reticulate_python(r_library):
+    """SM_R_MAGIC_PYTHON may name the virtual environment's folder, and it wins over a RETICULATE_PYTHON that
+    names another Python (reticulate alone would ignore it and fail to import sm_r_magic)."""
+    if sys.prefix == sys.base_prefix:
+        pytest.skip("the tests do not run in a virtual environment")
+    venv_python = os.path.join(sys.prefix, "bin", "python")
+    other = shutil.which("python3", path="/usr/bin") or sys.base_exec_prefix + "/bin/python3"
+    out = _sm_python_in_r(r_library, SM_R_MAGIC_PYTHON=sys.prefix, RETICULATE_PYTHON=other)
+    assert f"PYTHON: {venv_python}" in out, out
+    out = _sm_python_in_r(r_library, RETICULATE_PYTHON=venv_python)  # reticulate's own variable works too
+    assert f"PYTHON: {venv_python}" in out, out
+    out = _sm_python_in_r(r_library, SM_R_MAGIC_PYTHON=str(os.path.dirname(REPO)))
+    assert "CLASS: sm_usage_error" in out and "is a folder without bin/python" in out, out
 
 
 @pytest.mark.slow
@@ -223,9 +284,154 @@ def test_r_package_testthat_suite(tmp_path):
     result = subprocess.run(
         ["Rscript", "-e", "testthat::test_local('.', reporter = testthat::ProgressReporter$new(show_praise = FALSE), "
                           "stop_on_failure = TRUE)"],
-        cwd=R_PACKAGE, env=env, capture_output=True, text=True, timeout=240)
+        cwd=R_PACKAGE, env=env, capture_output=True, text=True, timeout=600)  # ~30 s; generous when loaded
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "FAIL 0" in output, output
     assert "SKIP 0" in output, output  # with sm_r_magic.api.deploy present, nothing may skip here
     print(output[-3000:], f"\n(testthat suite: {time.monotonic() - started:.1f}s)")
+
+
+# -- the R package's wording: the API's messages are written for the magics ------------------------------------
+
+@pytest.fixture
+def wording(monkeypatch):
+    """The R package's Python side (inst/python), imported as reticulate imports it."""
+    monkeypatch.syspath_prepend(BRIDGE_DIR)
+    import smrmagic_bridge
+    import smrmagic_wording
+
+    return smrmagic_wording, smrmagic_bridge
+
+
+# The magics' words an R user must not meet: --options, %%magics, %config RMagic.x, predictor.x, .wait().
+MAGIC_WORDS = re.compile(r"(?<![\w-])--[a-z]|%%?r_[a-z]|%config|RMagic\.|predictor\.|(?<![\w)])\.(wait|stop|logs)\(\)"
+                         r"|\bthe cell\b")
+# Modules whose messages only the magics, the image command or the CLI show (the R package cannot reach them).
+NOT_REACHED_FROM_R = {"magics.py", "image.py", "kernel_install.py", "cli.py", "cli_jobs.py", "widgets.py",
+                      "widgets_support.py"}
+
+
+def _string_constants(trees):
+    """name -> every string assigned to it at any level (HINTs, class attributes such as _missing_advice)."""
+    found = {}
+    for tree in trees.values():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                text = _message_text(node.value, {})
+                if text is not None:
+                    found.setdefault(node.targets[0].id, []).append(text)
+    return found
+
+
+def _message_text(node, constants):
+    """The text of a message expression, placeholders as x (or 'x' for !r); None when it is not text."""
+    if isinstance(node, ast.Constant):
+        return node.value if isinstance(node.value, str) else None
+    if isinstance(node, ast.JoinedStr):
+        parts = []
+        for value in node.values:
+            if isinstance(value, ast.Constant):
+                parts.append(value.value)
+                continue
+            inner = value.value
+            name = getattr(inner, "attr", None) or getattr(inner, "id", None)
+            if name in constants:
+                parts.append(" ".join(constants[name]))
+            else:
+                parts.append("'x'" if value.conversion == ord("r") else "x")
+        return "".join(parts)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        return (_message_text(node.left, constants) or "x") + (_message_text(node.right, constants) or "x")
+    if isinstance(node, ast.IfExp):
+        return f"{_message_text(node.body, constants) or 'x'} {_message_text(node.orelse, constants) or 'x'}"
+    name = getattr(node, "attr", None) or getattr(node, "id", None)
+    if name in constants:
+        return " ".join(constants[name])
+    return None
+
+
+def test_no_message_of_the_api_reaches_r_in_the_magics_words(wording):
+    """Every SmRMagicError message the R package can meet (read from the source, so new messages are covered
+    too) reads in R's words once the bridge has reworded it."""
+    r_words = wording[0].r_words
+    package = os.path.join(REPO, "sm_r_magic")
+    trees = {}
+    for folder, _, files in os.walk(package):
+        for name in files:
+            if name.endswith(".py"):
+                path = os.path.join(folder, name)
+                with open(path, encoding="utf-8") as fh:
+                    trees[path] = ast.parse(fh.read())
+    constants = _string_constants(trees)
+    checked, leaks = 0, []
+    for path, tree in trees.items():
+        if os.path.basename(path) in NOT_REACHED_FROM_R:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "SmRMagicError" and node.args:
+                message = _message_text(node.args[0], constants) or ""
+                reworded = r_words(message)
+                checked += 1
+                if MAGIC_WORDS.search(re.sub(r"`[^`]*`", "", reworded)):
+                    leaks.append(f"{os.path.relpath(path, REPO)}:{node.lineno}: {reworded}")
+    assert checked > 50, checked  # the scan found the messages
+    assert not leaks, "\n".join(leaks)
+
+
+R_WORDS_EXAMPLES = [
+    ("invalid --name 'a b': use letters (e.g. --name mtcars-lm)",
+     'invalid name = "a b": use letters (e.g. name = "mtcars-lm")'),
+    ("--model lm-1 is InProgress: deploy a Completed training job (wait for it with .wait())",
+     'model = "lm-1" is InProgress: deploy a Completed training job (wait for it with sm_wait())'),
+    ("no training job in this session: pass --model JOB (a handle)",
+     "no training job in this session: pass model = JOB (a handle)"),
+    ("endpoint e-1 was deleted: deploy the model again with %%r_deploy --model /r/model.tar.gz (a new endpoint and "
+     "predictor)", 'endpoint e-1 was deleted: deploy the model again with sm_deploy(model = "/r/model.tar.gz") (a new '
+     "endpoint and handle)"),
+    ("local endpoint e-1 is Failed, not InService: see predictor.failure_reason and predictor.logs()",
+     "local endpoint e-1 is Failed, not InService: see sm_failure_reason(endpoint) and sm_logs(endpoint)"),
+    ("--input raw: /x does not exist", "inputs$raw: /x does not exist"),
+    ("--max-wait goes with --spot", "`max_wait` goes with spot = TRUE"),
+    ("give at least that (or a smaller --max-run)", "give at least that (or a smaller `max_runtime`)"),
+    ("--packages: 'x y' is not an R package name (e.g. --packages glmnet,data.table)",
+     '`packages`: \'x y\' is not an R package name (e.g. packages = c("glmnet", "data.table"))'),
+    ("e.g. --metric rmse='rmse: ([0-9.]+)'", 'e.g. metrics = list(rmse = "rmse: ([0-9.]+)")'),
+    ("train.R is both the cell and a file in --source-dir/--file",
+     "train.R is both the code and a file in `source_dir`/`files`"),
+    ('no region: %config RMagic.region = "us-east-1" (or set SM_R_MAGIC_REGION)',
+     'no region: sm_config(region = "us-east-1") (or set SM_R_MAGIC_REGION)'),
+    ("not in Docker: build it with `sm-r-magic image build --push` (RMagic.image names it)",
+     "not in Docker: build it with `sm-r-magic image build --push` (sm_config()$image names it)"),
+    ("list them with %r_jobs --backend sagemaker", 'list them with sm_jobs(backend = "sagemaker")'),
+    ("or use --backend local", 'or use backend = "local"'),
+    ("pass --backend to name one", "pass `backend` to name one"),
+    # the user's own code is quoted as it is
+    ("R code does not parse: line 2, column 13: unexpected symbol in `y <- --name foo`",
+     "R code does not parse: line 2, column 13: unexpected symbol in `y <- --name foo`"),
+    ("R code does not parse: <text>:1: --name x", "R code does not parse: <text>:1: --name x"),
+]
+
+
+@pytest.mark.parametrize("message, expected", R_WORDS_EXAMPLES, ids=[m[:40] for m, _ in R_WORDS_EXAMPLES])
+def test_r_words_examples(wording, message, expected):
+    assert wording[0].r_words(message) == expected
+
+
+def test_progress_lines_reach_r_in_r_words_and_job_output_is_untouched(wording):
+    """The bridge's console rewords sm-r-magic's own lines (the detach hint of sm_wait()) and passes the job's
+    output through as printed, even when it looks like an option."""
+    from sm_r_magic.progress import TextProgress
+
+    _, bridge = wording
+    written = []
+    console = bridge.RConsole(written.append, io.StringIO())
+
+    class RunningJob:
+        name, kind, backend_name = "sleepy-1", "training", "local"
+
+    TextProgress(RunningJob(), out=console).detached()
+    console.write("--model is what my R script printed\n")
+    assert written[0] == ('[sm-r-magic] detached from sleepy-1; it keeps running. Re-attach with '
+                          'sm_attach("sleepy-1"), stop it with sm_stop()\n')
+    assert written[1] == "--model is what my R script printed\n"

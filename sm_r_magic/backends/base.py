@@ -4,6 +4,7 @@ ipywidgets or the views: they also run without a kernel (the R package, the CLI,
 
 import os
 
+from ..archives import UnsafeArchive, check_archive
 from ..errors import SmRMagicError
 from ..uris import local_path
 
@@ -104,9 +105,15 @@ class Backend:
 
 
 def local_model_tarball(uri):
-    """--model given as a local path: it must be an existing model.tar.gz file."""
+    """--model given as a local path: an existing, readable gzip tar whose members are safe to extract
+    (archives.check_archive), checked before any endpoint or upload exists."""
     path = local_path(uri, "--model")
     if os.path.isdir(path) or not path.endswith(".tar.gz"):
         raise SmRMagicError(f"--model {uri} is not a model.tar.gz: give a training job, its name, "
                             "a model.tar.gz path or an s3:// URI")
+    try:
+        check_archive(path)
+    except UnsafeArchive as exc:
+        raise SmRMagicError(f"--model {uri} {exc}: rebuild it from plain files and folders (links may only "
+                            "point inside it)") from None
     return path

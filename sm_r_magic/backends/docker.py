@@ -158,11 +158,6 @@ class DockerLauncher:
             "container": cname,
         }
 
-    def job_orphaned(self, folder, state):
-        """The runner died: its `docker run` client went with it, but the container would run on."""
-        kill = (state.get("launch") or {}).get("kill_argv")
-        if kill:
-            subprocess.run(kill, capture_output=True, timeout=60)
 
     def stop_orphan(self, state):
         """The runner is gone but the container may still run: stop it directly."""

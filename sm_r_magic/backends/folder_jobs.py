@@ -6,8 +6,10 @@ folder, so a job is found again after a kernel restart."""
 import datetime
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 from ..contract import NAME_KEY, STATUS_KEY
 from ..errors import SmRMagicError
@@ -72,11 +74,44 @@ class FolderJobs:
             if pid and not pid_alive(pid):
                 state = folder.state()  # it may have finished between the two reads
                 if state.get("status") == "InProgress":
-                    self.launcher.job_orphaned(folder, state)
-                    folder.finish("Failed", failure_reason="the local job runner ended unexpectedly "
-                                                           f"(see {folder.path}/runner.log)")
+                    folder.finish("Failed", failure_reason=self._runner_lost(folder, state, proc))
                     state = folder.state()
         return folder, state
+
+    def _runner_lost(self, folder, state, proc=None):
+        """The runner died without recording the job's end (kill -9, the OOM killer: it records every other
+        end itself). Its child got SIGTERM from the kernel (local_runner._end_with); here the rest is ended:
+        the child's process group (what R started) and, for docker, the container. Returns the failure reason."""
+        pid = state.get("runner_pid")
+        how = "was killed"  # started by another kernel: how it ended is not known here, but only a kill is left
+        if proc is not None and proc.returncode is not None and proc.returncode < 0:
+            how = f"was killed by {signal.Signals(-proc.returncode).name}"
+        elif proc is not None and proc.returncode is not None:
+            how = f"exited with status {proc.returncode} without recording the job's end"
+        launch = state.get("launch") or {}
+        child = state.get("child_pid")
+        if child:
+            try:
+                os.killpg(child, signal.SIGKILL)  # its own session (start_new_session): R and what R started
+            except (ProcessLookupError, PermissionError):
+                pass
+        if launch.get("kill_argv"):
+            try:  # the docker client's end does not end its container
+                subprocess.run(launch["kill_argv"], capture_output=True, timeout=60)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        deadline = time.monotonic() + 5
+        while child and pid_alive(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not child:
+            outcome = " while preparing the job"
+        elif pid_alive(child):
+            outcome = f"; the job's process (pid {child}) could not be stopped: kill it"
+        elif launch.get("container"):
+            outcome = f"; its container {launch['container']} was removed with it"
+        else:
+            outcome = "; R was stopped with it"
+        return f"the local job runner (pid {pid}) {how}{outcome} (see {folder.path}/runner.log)"
 
     def describe(self, kind, name):
         folder, state = self.state(name)

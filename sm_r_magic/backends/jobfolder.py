@@ -138,12 +138,20 @@ def publish_dir(src_dir, uri):
 
 
 def pack_dir(src_dir, tarball):
-    """model.tar.gz / output.tar.gz: the folder's contents at the archive root, as SageMaker packs them."""
+    """model.tar.gz / output.tar.gz: the folder's contents at the archive root, as SageMaker packs them.
+    A file with several names in the folder is stored under each name: tarfile would store the second name
+    as a hard link, which the container refuses to extract (archives.py)."""
+    def plain_files(info):
+        if info.islnk():
+            info.type, info.linkname = tarfile.REGTYPE, ""
+            info.size = os.path.getsize(os.path.join(src_dir, info.name))
+        return info
+
     os.makedirs(os.path.dirname(tarball), exist_ok=True)
     tmp = tarball + ".partial"
     with tarfile.open(tmp, "w:gz", format=tarfile.GNU_FORMAT) as tar:  # pax headers make R's untar warn
         for name in sorted(os.listdir(src_dir)):
-            tar.add(os.path.join(src_dir, name), arcname=name)
+            tar.add(os.path.join(src_dir, name), arcname=name, filter=plain_files)
     os.replace(tmp, tarball)
     return tarball
 

@@ -55,8 +55,6 @@ class ProcessLauncher:
                 argv.insert(0, "/bin/sh")
         return {"argv": argv, "env": env, "stop_timeout": self.config.stop_timeout}
 
-    def job_orphaned(self, folder, state):
-        """The runner died: R dies with it (parent-death signal); nothing else is left."""
 
     def stop_orphan(self, state):
         return False

@@ -4,9 +4,13 @@
 folder (Downloading), runs the container command in it (Training/Processing), publishes model.tar.gz or
 the processing outputs (Uploading) and records the outcome in state.json. Because it owns the job, a
 kernel interrupt or restart does not stop or orphan the job: re-attach by name. SIGTERM stops the job
-(forwarded to R, SIGKILL after the grace period), like StopTrainingJob.
+(forwarded to R, SIGKILL after the grace period), like StopTrainingJob. If the runner itself is killed
+(kill -9, the OOM killer), the job's process gets SIGTERM from the kernel (parent-death signal); whoever next
+reads the job's status finds the runner gone, stops what is left and records the job as Failed
+(LocalBackend._state).
 """
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -14,6 +18,24 @@ import sys
 import time
 
 from . import jobfolder as jf
+
+PR_SET_PDEATHSIG = 1
+try:
+    _LIBC = ctypes.CDLL(None, use_errno=True)  # loaded before fork: preexec_fn must not load libraries
+except OSError:
+    _LIBC = None
+
+
+def _end_with(runner_pid):
+    """preexec_fn of the job's process: Linux sends it SIGTERM when the runner dies, even by SIGKILL
+    (prctl PR_SET_PDEATHSIG survives the exec into R). R ends on SIGTERM; the docker client passes it on to
+    the container (--sig-proxy), whose R ends too."""
+    def preexec():
+        if _LIBC is not None:
+            _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != runner_pid:  # the runner died before the signal was armed
+            os.kill(os.getpid(), signal.SIGTERM)
+    return preexec
 
 
 def _signal_name(code):
@@ -118,7 +140,8 @@ class Runner:
         grace = float(self.launch.get("stop_timeout", 10))
         with open(self.folder.log_file, "ab", buffering=0) as log:
             self.child = subprocess.Popen(self.launch["argv"], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL, cwd=self.folder.path, start_new_session=True)
+                                          stdin=subprocess.DEVNULL, cwd=self.folder.path, start_new_session=True,
+                                          preexec_fn=_end_with(os.getpid()))
         self.folder.update(child_pid=self.child.pid)
         if self.stop_requested:
             self._signal_child(signal.SIGTERM)

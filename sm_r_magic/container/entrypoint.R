@@ -15,6 +15,21 @@ options(warn = 1, keep.source = TRUE)
 # once. It is off while we prepare the job and back on (R's default level) for the user's code.
 .sm_jit_level <- compiler::enableJIT(0)
 
+# The user's program, sourced into the global environment. The error handler finds the user's frames by this
+# function's name (.sm_user_trace).
+.sm_source_user <- function(path) source(path, local = globalenv(), keep.source = TRUE, echo = FALSE)
+
+# A warning of a top-level expression names source()'s eval(ei, envir) as its call: say "Warning:" as R does
+# at top level. Under options(warn = 2) R turns it into an error (after the calling handlers, so it must not be
+# muffled here); options(warn = -1) silences it.
+.sm_top_level_warning <- function(w) {
+  if (!.sm_is_source_eval(conditionCall(w))) return(invisible())
+  warn <- getOption("warn", 0)
+  if (warn >= 2) return(invisible())
+  if (warn >= 0) message("Warning: ", conditionMessage(w))
+  invokeRestart("muffleWarning")
+}
+
 # Run the user's program; on error write the message and a short traceback to failure_file
 # (SageMaker shows its first 1024 characters as FailureReason/ExitMessage) and exit non-zero.
 .sm_run_user <- function(program, code_dir, failure_file) {
@@ -33,18 +48,11 @@ options(warn = 1, keep.source = TRUE)
   result <- tryCatch(
     withCallingHandlers(
       {
-        source(path, local = globalenv(), keep.source = TRUE, echo = FALSE)
+        .sm_source_user(path)
         NULL
       },
-      error = function(e) trace <<- .sm_user_trace(sys.calls()),
-      warning = function(w) {
-        # A top-level warning's call is source()'s eval(ei, envir): say "Warning:" as R does at top level
-        call <- conditionCall(w)
-        if (!is.null(call) && identical(call[[1]], quote(eval))) {
-          message("Warning: ", conditionMessage(w))
-          invokeRestart("muffleWarning")
-        }
-      }
+      error = function(e) trace <<- .sm_user_trace(sys.calls(), e),
+      warning = .sm_top_level_warning
     ),
     error = function(e) e
   )

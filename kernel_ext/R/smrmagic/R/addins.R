@@ -8,7 +8,7 @@
     return(stubs[[fun]])
   }
   if (!requireNamespace("rstudioapi", quietly = TRUE)) {
-    stop("the RStudio addins need the rstudioapi package (install.packages(\"rstudioapi\"))", call. = FALSE)
+    .sm_abort("the RStudio addins need the rstudioapi package (install.packages(\"rstudioapi\"))")
   }
   getExportedValue("rstudioapi", fun)
 }
@@ -16,18 +16,17 @@
 # The selected text of the active source editor (every selection, in order), or the whole document.
 .sm_addin_context <- function() {
   if (!isTRUE(.sm_rstudio("isAvailable")())) {
-    stop("the smrmagic addins run inside RStudio; elsewhere call sm_processing(), sm_train() or sm_deploy()",
-         call. = FALSE)
+    .sm_abort("the smrmagic addins run inside RStudio; elsewhere call sm_processing(), sm_train() or sm_deploy()")
   }
   context <- .sm_rstudio("getSourceEditorContext")()
   if (is.null(context)) {
-    stop("no R script is open in the source editor", call. = FALSE)
+    .sm_abort("no R script is open in the source editor")
   }
   selected <- vapply(context$selection, function(s) paste(s$text, collapse = "\n"), character(1))
   selected <- selected[nzchar(trimws(selected))]
   code <- if (length(selected)) paste(selected, collapse = "\n") else paste(context$contents, collapse = "\n")
   if (!nzchar(trimws(code))) {
-    stop("nothing to run: the script is empty", call. = FALSE)
+    .sm_abort("nothing to run: the script is empty")
   }
   list(code = code, name = .sm_addin_name(context$path))
 }

@@ -23,13 +23,12 @@
     if (allow_null) {
       return(NULL)
     }
-    stop(what, " is missing: give R code as a string, a function whose body is the code, or an .R file",
-         call. = FALSE)
+    .sm_abort(what, " is missing: give R code as a string, a function whose body is the code, or an .R file")
   }
   if (is.function(code)) {
     if (length(formals(code))) {
-      stop(what, ": the function must take no arguments (its body is the job's code); pass values as ",
-           "hyperparameters or env instead", call. = FALSE)
+      .sm_abort(what, ": the function must take no arguments (its body is the job's code); pass values as ",
+                "hyperparameters or env instead")
     }
     return(.sm_function_body(code))
   }
@@ -38,20 +37,24 @@
   }
   if (is.character(code)) {
     if (anyNA(code)) {
-      stop(what, " contains NA", call. = FALSE)
+      .sm_abort(what, " contains NA")
     }
     if (length(code) == 1 && !grepl("\n", code, fixed = TRUE) && grepl("\\.[Rr]$", trimws(code))) {
       path <- path.expand(trimws(code))
       if (!file.exists(path) || dir.exists(path)) {
-        stop(what, ": the file ", path, " does not exist (a string ending in .R is read as a file path)",
-             call. = FALSE)
+        .sm_abort(what, ": the file ", path, " does not exist (a string ending in .R is read as a file path)")
       }
       return(paste(readLines(path, warn = FALSE, encoding = "UTF-8"), collapse = "\n"))
     }
-    return(paste(code, collapse = "\n"))
+    code <- paste(code, collapse = "\n")
+    if (!allow_null && !nzchar(trimws(code))) {
+      .sm_abort(what, " is empty: give the R code to run (a string, a function whose body is the code, or an .R ",
+                "file)")
+    }
+    return(code)
   }
-  stop(what, " must be R code as a string, a function, a quoted expression or an .R file path, not ",
-       class(code)[1], call. = FALSE)
+  .sm_abort(what, " must be R code as a string, a function, a quoted expression or an .R file path, not ",
+            class(code)[1])
 }
 
 # The text of a function's body: verbatim from its source reference when there is one, else deparsed.

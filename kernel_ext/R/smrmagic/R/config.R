@@ -21,11 +21,11 @@ sm_config <- function(...) {
   cfg <- .sm_call(api$config)
   if (length(values)) {
     if (is.null(names(values)) || any(!nzchar(names(values)))) {
-      stop("sm_config() takes settings as name = value, e.g. sm_config(backend = \"local\")", call. = FALSE)
+      .sm_abort("sm_config() takes settings as name = value, e.g. sm_config(backend = \"local\")")
     }
     bad <- vapply(values, function(v) is.null(v) || length(v) != 1, logical(1))
     if (any(bad)) {
-      stop("sm_config(): ", names(values)[bad][1], " must be one value", call. = FALSE)
+      .sm_abort("sm_config(): ", names(values)[bad][1], " must be one value")
     }
     settings <- .sm_call(.sm_bridge()$set_settings, cfg, reticulate::dict(values, convert = FALSE))
   } else {

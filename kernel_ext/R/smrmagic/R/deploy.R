@@ -11,12 +11,14 @@
 #' @param code Inference code (string, function body, quoted expression or .R file), or NULL.
 #' @param model A training job handle, a training job name, or a model.tar.gz path / URI. Default: this
 #'   session's latest training job.
-#' @param ... Further arguments of the Python \code{sm_r_magic.deploy()} (e.g. \code{dry_run = TRUE}).
+#' @param ... Further named arguments of the Python \code{sm_r_magic.deploy()} (\code{dry_run = TRUE} returns
+#'   the three SageMaker requests as a list). Any other name is an error (\code{sm_usage_error}).
 #' @param serverless \code{"MEMORY_MB[,MAX_CONCURRENCY]"} for a serverless endpoint (sagemaker).
 #' @param workers R worker processes per instance (0: one per CPU).
 #' @param keep Keep a local endpoint running after this R session ends.
-#' @return An \code{sm_endpoint} handle: \code{predict()}, \code{sm_status()}, \code{sm_logs()},
-#'   \code{sm_delete()}.
+#' @return An \code{sm_endpoint} handle: \code{endpoint$predict(newdata)}, \code{endpoint$status},
+#'   \code{endpoint$delete()} (see \link{handle-fields}), or \code{predict()}, \code{sm_status()},
+#'   \code{sm_logs()}, \code{sm_delete()}.
 #' @examples
 #' \dontrun{
 #' job <- sm_train(function() saveRDS(lm(mpg ~ wt, mtcars), file.path(sm_model_dir(), "model.rds")))
@@ -34,8 +36,10 @@ sm_deploy <- function(code = NULL, ..., model = NULL, name = NULL, backend = NUL
   code <- .sm_code(code, allow_null = TRUE)
   api <- .sm_api()
   if (!reticulate::py_has_attr(api, "deploy")) {
-    stop("this sm_r_magic (", .sm$version, ") has no deploy(): upgrade the Python package", call. = FALSE)
+    .sm_abort("this sm_r_magic (", .sm$version, ") has no deploy(): upgrade the Python package")
   }
+  extra <- .sm_extra(list(...), api$deploy, "sm_deploy")
+  .sm_call(.sm_bridge()$check_arguments, packages = .sm_strings(packages, "packages"))
   if (inherits(model, "sm_job")) {
     model <- model$py
   } else if (!is.null(model)) {
@@ -53,7 +57,7 @@ sm_deploy <- function(code = NULL, ..., model = NULL, name = NULL, backend = NUL
   args$keep <- .sm_flag(keep, "keep")
   args$model <- model
   args <- args[!vapply(args, is.null, logical(1))]
-  .sm_result(.sm_call_list(api$deploy, c(list(code), args, .sm_extra(...))))
+  .sm_result(.sm_call_list(api$deploy, c(list(code), args, extra)))
 }
 
 #' Endpoints of this session and of the backend
@@ -80,7 +84,7 @@ sm_endpoints <- function(backend = NULL) {
 #' @export
 predict.sm_endpoint <- function(object, newdata, content_type = NULL, accept = NULL, ...) {
   if (missing(newdata)) {
-    stop("predict(endpoint, newdata): newdata is missing", call. = FALSE)
+    .sm_abort("predict(endpoint, newdata): newdata is missing")
   }
   content_type <- .sm_string(content_type, "content_type")
   if (is.null(content_type)) {
@@ -100,7 +104,7 @@ predict.sm_endpoint <- function(object, newdata, content_type = NULL, accept = N
 #' @export
 sm_invoke <- function(h, body, content_type = "text/csv", accept = NULL) {
   if (!inherits(h, "sm_endpoint")) {
-    stop("sm_invoke()/predict() need an endpoint handle (from sm_deploy() or sm_attach())", call. = FALSE)
+    .sm_abort("sm_invoke()/predict() need an endpoint handle (from sm_deploy() or sm_attach())")
   }
   if (!is.raw(body)) {
     body <- enc2utf8(paste(.sm_string(body, "body"), collapse = "\n"))
@@ -123,7 +127,7 @@ sm_invoke <- function(h, body, content_type = "text/csv", accept = NULL) {
       data <- as.data.frame(data)
     }
     if (is.atomic(data) && is.null(dim(data))) {
-      stop("text/csv: give a data.frame or matrix with named columns, not a bare vector", call. = FALSE)
+      .sm_abort("text/csv: give a data.frame or matrix with named columns, not a bare vector")
     }
     con <- textConnection("csv_text", "w", local = TRUE)
     on.exit(close(con))
@@ -133,8 +137,7 @@ sm_invoke <- function(h, body, content_type = "text/csv", accept = NULL) {
   if (identical(type, "application/json")) {
     return(as.character(jsonlite::toJSON(data, auto_unbox = TRUE, digits = NA, dataframe = "rows")))
   }
-  stop("cannot serialize ", class(data)[1], " as ", content_type, ": pass a string or a raw vector",
-       call. = FALSE)
+  .sm_abort("cannot serialize ", class(data)[1], " as ", content_type, ": pass a string or a raw vector")
 }
 
 .sm_deserialize <- function(body, content_type) {
@@ -187,7 +190,7 @@ sm_invoke <- function(h, body, content_type = "text/csv", accept = NULL) {
 #' @export
 sm_delete <- function(h) {
   if (!inherits(h, "sm_endpoint")) {
-    stop("sm_delete() deletes endpoints; stop a job with sm_stop()", call. = FALSE)
+    .sm_abort("sm_delete() deletes endpoints; stop a job with sm_stop()")
   }
   .sm_call(h$py$delete)
   invisible(h)

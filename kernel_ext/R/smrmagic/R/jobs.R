@@ -8,8 +8,9 @@
 #' files become output \code{train}. Progress lines show while waiting.
 #'
 #' @param code R code: a string, a function whose body is the code, a quoted expression, or an .R file path.
-#' @param ... Further arguments of the Python \code{sm_r_magic.processing()} (e.g. \code{volume_size},
-#'   \code{max_runtime}, \code{dry_run = TRUE} to get the CreateProcessingJob request as a list).
+#' @param ... Further named arguments of the Python \code{sm_r_magic.processing()}: \code{volume_size} (GB),
+#'   \code{max_runtime} (seconds), \code{dry_run = TRUE} to get the CreateProcessingJob request as a list.
+#'   Any other name is an error (\code{sm_usage_error}).
 #' @param inputs Named list or vector: input name -> local path, \code{file://} or \code{s3://} URI.
 #' @param outputs Output names (\code{c("train", "test")}: default locations), or a named list/vector
 #'   name -> URI (\code{NULL} for the default location).
@@ -24,8 +25,12 @@
 #' @param progress \code{"text"} or \code{"none"} (default \code{sm_config()$progress}).
 #' @param error_on_failure If the job fails, signal an R error (class \code{sm_job_failed}, whose
 #'   \code{$handle} is the failed job; \code{sm_last()} returns it too). FALSE returns the Failed handle.
-#' @return An \code{sm_job} handle: \code{sm_status()}, \code{sm_logs()}, \code{sm_wait()},
-#'   \code{sm_stop()}, \code{sm_outputs()}.
+#' @return An \code{sm_job} handle: \code{job$status}, \code{job$outputs}, \code{job$logs()},
+#'   \code{job$wait()}, \code{job$stop()} (see \link{handle-fields}), or \code{sm_status()}, \code{sm_logs()},
+#'   \code{sm_wait()}, \code{sm_stop()}, \code{sm_outputs()}.
+#' @section Errors: Bad input is an R error of class \code{sm_usage_error} with a one-line message, raised
+#'   before anything is created or uploaded; a failed job is an \code{sm_job_failed} (see
+#'   \code{error_on_failure}).
 #' @examples
 #' \dontrun{
 #' job <- sm_processing(function() {
@@ -39,12 +44,16 @@ sm_processing <- function(code, ..., inputs = NULL, outputs = NULL, name = NULL,
                           instance_type = NULL, instance_count = NULL, env = NULL, files = NULL,
                           source_dir = NULL, packages = NULL, wait = NULL, progress = NULL,
                           error_on_failure = TRUE) {
-  code <- .sm_code(code)
+  code <- .sm_code(if (missing(code)) NULL else code)
   api <- .sm_api()
+  extra <- .sm_extra(list(...), api$processing, "sm_processing")
+  .sm_check_names(inputs, "inputs")
+  .sm_check_names(outputs, "outputs")
+  .sm_call(.sm_bridge()$check_arguments, packages = .sm_strings(packages, "packages"))
   args <- c(list(code, inputs = .sm_dict(inputs, "inputs"), outputs = .sm_outputs_arg(outputs)),
             .sm_job_args(name, backend, instance_type, instance_count, env, files, source_dir, packages, wait,
                          progress, error_on_failure),
-            .sm_extra(...))
+            extra)
   .sm_result(.sm_call_list(api$processing, args))
 }
 
@@ -55,12 +64,16 @@ sm_processing <- function(code, ..., inputs = NULL, outputs = NULL, name = NULL,
 #' \code{sm_deploy()} can serve it).
 #'
 #' @inheritParams sm_processing
-#' @param ... Further arguments of the Python \code{sm_r_magic.train()} (\code{volume_size},
-#'   \code{max_runtime}, \code{spot}, \code{checkpoint_uri}, \code{metrics}, \code{dry_run}).
+#' @param ... Further named arguments of the Python \code{sm_r_magic.train()}: \code{volume_size},
+#'   \code{max_runtime}, \code{spot = TRUE}, \code{max_wait}, \code{checkpoint_uri}, \code{metrics} (a named
+#'   list of regexes, e.g. \code{list(rmse = "rmse: ([0-9.]+)")}), \code{dry_run = TRUE}. Any other name is an
+#'   error (\code{sm_usage_error}).
 #' @param channels Named list or vector: channel name -> local path, \code{file://} or \code{s3://} URI.
 #' @param hyperparameters Named list of values (numbers, strings, logicals; JSON-encoded as the SageMaker
 #'   Python SDK does).
-#' @return An \code{sm_job} handle; \code{sm_model_data()} is the model.tar.gz location.
+#' @return An \code{sm_job} handle; \code{job$model_data} (or \code{sm_model_data(job)}) is the
+#'   model.tar.gz location (see \link{handle-fields}).
+#' @section Errors: As for \code{sm_processing()}.
 #' @examples
 #' \dontrun{
 #' job <- sm_train(function() {
@@ -73,14 +86,17 @@ sm_processing <- function(code, ..., inputs = NULL, outputs = NULL, name = NULL,
 sm_train <- function(code, ..., channels = NULL, hyperparameters = NULL, name = NULL, backend = NULL,
                      instance_type = NULL, instance_count = NULL, env = NULL, files = NULL, source_dir = NULL,
                      packages = NULL, wait = NULL, progress = NULL, error_on_failure = TRUE) {
-  code <- .sm_code(code)
+  code <- .sm_code(if (missing(code)) NULL else code)
   api <- .sm_api()
-  args <- c(list(code,
-                 channels = .sm_dict(channels, "channels"),
-                 hyperparameters = .sm_hyperparameters(hyperparameters)),
+  extra <- .sm_extra(list(...), api$train, "sm_train")
+  .sm_check_names(channels, "channels")
+  hyperparameters <- .sm_hyperparameters(hyperparameters)
+  .sm_call(.sm_bridge()$check_arguments, packages = .sm_strings(packages, "packages"), metrics = extra$metrics,
+           hyperparameters = hyperparameters)
+  args <- c(list(code, channels = .sm_dict(channels, "channels"), hyperparameters = hyperparameters),
             .sm_job_args(name, backend, instance_type, instance_count, env, files, source_dir, packages, wait,
                          progress, error_on_failure),
-            .sm_extra(...))
+            extra)
   .sm_result(.sm_call_list(api$train, args))
 }
 
@@ -90,7 +106,7 @@ sm_train <- function(code, ..., channels = NULL, hyperparameters = NULL, name = 
     name = .sm_string(name, "name"), backend = .sm_string(backend, "backend"),
     instance_type = .sm_string(instance_type, "instance_type"),
     instance_count = .sm_int(instance_count, "instance_count"),
-    env = .sm_dict(env, "env"),
+    env = .sm_dict(.sm_check_env(env), "env"),
     files = .sm_strings(if (is.null(files)) NULL else path.expand(files), "files"),
     source_dir = .sm_string(if (is.null(source_dir)) NULL else path.expand(source_dir), "source_dir"),
     packages = .sm_strings(packages, "packages"),
@@ -98,6 +114,24 @@ sm_train <- function(code, ..., channels = NULL, hyperparameters = NULL, name = 
     raise_on_failure = .sm_flag(error_on_failure, "error_on_failure")
   )
   args[!vapply(args, is.null, logical(1))]
+}
+
+# SageMaker's rule for channel, input and output names (the magics' --channel/--input/--output check it).
+.sm_check_names <- function(x, what) {
+  keys <- if (is.character(x) && is.null(names(x))) x else names(x)
+  bad <- keys[!is.na(keys) & nzchar(keys) & !grepl("^[A-Za-z0-9._-]{1,64}$", keys)]
+  if (length(bad)) {
+    .sm_abort(what, ": the name \"", bad[1], "\" may only hold letters, digits, '.', '-' and '_' (at most 64)")
+  }
+  invisible(x)
+}
+
+.sm_check_env <- function(env) {
+  bad <- names(env)[!is.na(names(env)) & nzchar(names(env)) & !grepl("^[A-Za-z_][A-Za-z0-9_]*$", names(env))]
+  if (length(bad)) {
+    .sm_abort("env: \"", bad[1], "\" is not an environment variable name (letters, digits and '_')")
+  }
+  env
 }
 
 .sm_hyperparameters <- function(hyperparameters) {
@@ -133,8 +167,8 @@ sm_train <- function(code, ..., channels = NULL, hyperparameters = NULL, name = 
 
 .sm_handle <- function(h, what = "h") {
   if (!inherits(h, c("sm_job", "sm_endpoint"))) {
-    stop(what, " must be a job or endpoint handle (from sm_processing(), sm_train(), sm_deploy() or ",
-         "sm_attach()), not ", class(h)[1], call. = FALSE)
+    .sm_abort(what, " must be a job or endpoint handle (from sm_processing(), sm_train(), sm_deploy() or ",
+              "sm_attach()), not ", class(h)[1])
   }
   h$py
 }
@@ -241,7 +275,7 @@ sm_wait <- function(h, timeout = NULL, progress = NULL) {
 #' @export
 sm_stop <- function(h, wait = TRUE) {
   if (!inherits(h, "sm_job")) {
-    stop("sm_stop() stops jobs; delete an endpoint with sm_delete()", call. = FALSE)
+    .sm_abort("sm_stop() stops jobs; delete an endpoint with sm_delete()")
   }
   .sm_call(h$py$stop, wait = .sm_flag(wait, "wait"))
   invisible(h)

@@ -1,8 +1,16 @@
 """The R package's side of reticulate: call sm_r_magic with Python's stdout going to the R console, and turn
-exceptions into values R can read (one-line messages, the failed handle) instead of Python tracebacks."""
+exceptions into values R can read (one-line messages in R's words, the failed handle) instead of Python
+tracebacks."""
 
+import inspect
+import json
 import sys
 import threading
+
+from smrmagic_wording import r_words
+
+# Lines of sm-r-magic itself (not the job's output) are reworded for R: "[sm-r-magic] detached ... %r_attach".
+_OWN_LINES = ("[sm-r-magic]", "sm-r-magic:")
 
 
 class RConsole:
@@ -18,10 +26,11 @@ class RConsole:
     def write(self, text):
         if not text:
             return 0
+        shown = r_words(text) if text.startswith(_OWN_LINES) else text
         if threading.current_thread() is self._main:
-            self._write(text)
+            self._write(shown)
         elif self._fallback is not None:
-            self._fallback.write(text)
+            self._fallback.write(shown)
         return len(text)
 
     def flush(self):
@@ -63,7 +72,7 @@ def call(write, write_err, fn, *args, **kwargs):
         message = f"{what} {job.name} failed" + (f": {first}" if first else "")
         return Outcome(False, kind="JobFailed", message=message, handle=job, detail=reason)
     except SmRMagicError as exc:
-        return Outcome(False, kind="SmRMagicError", message=str(exc))
+        return Outcome(False, kind="SmRMagicError", message=r_words(str(exc)))
     except KeyboardInterrupt:
         return Outcome(False, kind="KeyboardInterrupt", message="interrupted")
     except Exception as exc:  # noqa: BLE001 - every Python error reaches R as an R error
@@ -76,6 +85,46 @@ def call(write, write_err, fn, *args, **kwargs):
         sys.stdout, sys.stderr = old_out, old_err
 
 
+def keyword_arguments(fn):
+    """{"names": the keyword arguments `fn` accepts (None when a **kwargs takes any name), "flags": those
+    whose default is True or False}."""
+    parameters = list(inspect.signature(fn).parameters.values())
+    named = [p for p in parameters
+             if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+    return {"names": None if takes_any else [p.name for p in named],
+            "flags": [p.name for p in named if isinstance(p.default, bool)]}
+
+
+def check_arguments(packages=None, metrics=None, hyperparameters=None):
+    """What the magics check while parsing their options and the API takes as given: R package names, metric
+    regexes and reserved hyperparameter names (sm_r_magic.parsing, so both front ends refuse the same)."""
+    from sm_r_magic import parsing
+
+    if packages:
+        parsing.parse_packages(",".join(packages))
+    if metrics:
+        parsing.parse_metrics([f"{name}={regex}" for name, regex in metrics.items()])
+    if hyperparameters:
+        parsing.parse_hyperparameters(json_text=json.dumps(dict(hyperparameters)))
+
+
+def _allowed(trait):
+    values = getattr(trait, "values", None)
+    if values:
+        return "one of " + ", ".join(f'"{v}"' for v in values)
+    kind = type(trait).__name__
+    return {"Int": "a whole number", "Bool": "TRUE or FALSE", "Unicode": "one string"}.get(kind, kind)
+
+
+def _r_value(value):
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, str):
+        return json.dumps(value)
+    return repr(value)
+
+
 def set_settings(cfg, values):
     """sm_config(...): set RMagic traits, coercing R numbers for Int traits; returns the settings."""
     from traitlets import Int
@@ -85,14 +134,16 @@ def set_settings(cfg, values):
     known = set(cfg.trait_names(config=True))
     for name, value in values.items():
         if name not in known:
-            raise SmRMagicError(f"unknown setting {name!r}: known settings are {', '.join(sorted(known))}")
+            raise SmRMagicError(f"unknown setting `{name}` to sm_config(): known settings are "
+                                f"{', '.join(sorted(known))}")
         trait = cfg.traits()[name]
         if isinstance(trait, Int) and isinstance(value, float) and value.is_integer():
             value = int(value)
         try:
             setattr(cfg, name, value)
-        except Exception as exc:  # TraitError: say which setting and what is allowed
-            raise SmRMagicError(f"{name} = {value!r} is not valid: {exc}") from None
+        except Exception:  # TraitError: say which setting and what is allowed, in R's words
+            raise SmRMagicError(f"sm_config({name} = {_r_value(value)}) is not valid: {name} takes "
+                                f"{_allowed(trait)}") from None
     return cfg.describe()
 
 

@@ -39,3 +39,37 @@ mtcars_csv <- function() {
   if (!file.exists(path)) utils::write.csv(mtcars, path, row.names = FALSE)
   path
 }
+
+# A message for R users: one line, no Python traceback, and none of the magics' words (--model, %%r_deploy,
+# %config RMagic.x, predictor.wait()) outside `backticks` (where shell commands may stand).
+expect_r_words <- function(message) {
+  outside <- gsub("`[^`]*`", "", message)
+  magic <- c("(^|[^[:alnum:]_-])--[a-z]", "%%?r_[a-z]", "%config", "RMagic\\.", "predictor\\.", "Traceback",
+             "Error:", "TypeError", "the cell")
+  found <- magic[vapply(magic, grepl, logical(1), x = outside)]
+  expect(length(message) == 1 && !grepl("\n", message, fixed = TRUE) && !length(found),
+         paste0("not one line in R's words (", paste(found, collapse = ", "), "): ", message))
+  invisible(message)
+}
+
+# The sm_usage_error that `expr` signals, checked for R's words.
+usage_error <- function(expr) {
+  err <- tryCatch({
+    expr
+    NULL
+  }, error = function(e) e)
+  expect_s3_class(err, "sm_usage_error")
+  if (inherits(err, "sm_usage_error")) expect_r_words(conditionMessage(err))
+  err
+}
+
+# Wait (bounded, generous) until a running job has printed `pattern`: then its R is running. Stopping a local
+# job before its runner has started ends it Failed instead of Stopped, so tests stop jobs only after this.
+wait_for_log <- function(job, pattern, timeout = 120) {
+  deadline <- Sys.time() + timeout
+  while (!grepl(pattern, sm_logs(job, print = FALSE))) {
+    if (Sys.time() > deadline) stop("the job did not print '", pattern, "' within ", timeout, " s")
+    Sys.sleep(0.1)
+  }
+  invisible(job)
+}

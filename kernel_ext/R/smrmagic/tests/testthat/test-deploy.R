@@ -27,8 +27,21 @@ test_that("deploy a trained lm and predict: the same numbers as R's own predict(
   expect_match(conditionMessage(err), "HTTP 500: .*object 'wt' not found")
   expect_identical(err$status, 500L)
   expect_true(as.character(endpoint) %in% sm_endpoints()$name)
-  sm_delete(endpoint)
+  # the handle's fields and methods through $, as in Python
+  expect_identical(endpoint$status, "InService")
+  expect_identical(endpoint$name, as.character(endpoint))
+  expect_identical(endpoint$kind, "endpoint")
+  expect_match(endpoint$url, "^http://127\\.0\\.0\\.1:[0-9]+")
+  expect_equal(endpoint$predict(newdata), expected, tolerance = 1e-12)
+  expect_identical(rawToChar(endpoint$invoke("wt,hp\n2.5,110\n")$body), rawToChar(raw$body))
+  expect_error(endpoint$model_data, "an endpoint handle has no `\\$model_data`", class = "sm_usage_error")
+  endpoint$delete()
   expect_identical(sm_status(endpoint), "Deleted")
+  expect_identical(endpoint$status, "Deleted")
+  # what to do next, in R's words: sm_deploy(model = ...), not %%r_deploy --model
+  err <- usage_error(predict(endpoint, newdata))
+  expect_match(conditionMessage(err), paste0("was deleted: deploy the model again with sm_deploy\\(model = \"",
+                                             ".*model\\.tar\\.gz\"\\) \\(a new endpoint and handle\\)$"))
   # the model by job name, code saved with the model is absent: a clear error from the server's start
   expect_error(sm_deploy(model = "no-such-job"), class = "sm_usage_error")
 })

@@ -79,7 +79,8 @@ test_that("bad input is a one-line R error before anything runs", {
   skip_without_python()
   err <- expect_error(sm_train("x <- (", progress = "none"), class = "sm_usage_error")
   expect_false(grepl("Traceback", conditionMessage(err)))
-  expect_error(sm_train("1", name = "no spaces allowed"), "invalid --name", class = "sm_usage_error")
+  expect_error(sm_train("1", name = "no spaces allowed"), 'invalid name = "no spaces allowed"',
+               class = "sm_usage_error")
   expect_error(sm_processing("1", inputs = list(raw = "/does/not/exist.csv")), "does not exist")
   expect_error(sm_processing("1", inputs = list("data.csv")), "inputs must be named")
   expect_error(sm_train("1", instance_count = 1.5), "whole number")
@@ -96,9 +97,10 @@ test_that("dry_run returns the SageMaker request as a list", {
 
 test_that("async jobs: wait, stop, attach, list", {
   skip_without_python()
-  job <- sm_train("Sys.sleep(60)", name = "sleepy", wait = FALSE)
+  job <- sm_train("cat('started\\n'); Sys.sleep(60)", name = "sleepy", wait = FALSE)
   expect_identical(sm_status(job), "InProgress")
-  expect_identical(sm_wait(job, timeout = 0.5, progress = "none"), job)
+  expect_identical(sm_wait(job, timeout = 0.5, progress = "none"), job)  # returns at the timeout
+  wait_for_log(job, "started")
   sm_stop(job)
   expect_identical(sm_status(job), "Stopped")
   again <- sm_attach(as.character(job))

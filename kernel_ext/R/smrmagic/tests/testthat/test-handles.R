@@ -1,0 +1,53 @@
+# `$` on handles reads like the Python handles' attributes and methods; unknown fields are errors, not NULL.
+
+test_that("a training job's fields and methods through $", {
+  skip_without_python()
+  job <- sm_train(function() {
+    fit <- lm(mpg ~ wt, data = mtcars)
+    saveRDS(fit, file.path(sm_model_dir(), "model.rds"))
+    cat("rmse:", sqrt(mean(residuals(fit)^2)), "\n")
+  }, hyperparameters = list(n = 5), name = "dollar", progress = "none")
+  expect_identical(job$status, "Completed")
+  expect_identical(job$name, as.character(job))
+  expect_match(job$name, "^dollar-")
+  expect_identical(job$kind, "training")
+  expect_identical(job$backend, "local")
+  expect_identical(job$backend_name, "local")
+  expect_true(file.exists(job$model_data))
+  expect_identical(job$model_data, sm_model_data(job))
+  expect_identical(job$outputs$model, job$model_data)
+  expect_null(job$failure_reason)
+  expect_identical(job$hyperparameters, list(n = 5L))
+  expect_true(is.numeric(job$elapsed) && job$elapsed > 0)
+  expect_true(dir.exists(job$local_folder))
+  expect_output(logs <- job$logs(), "rmse:")
+  expect_match(logs, "rmse: [0-9.]+")
+  expected_rmse <- sqrt(mean(residuals(lm(mpg ~ wt, data = mtcars))^2))
+  expect_equal(job$metrics(list(rmse = "rmse: ([0-9.]+)"))$rmse, expected_rmse, tolerance = 1e-5)
+  expect_identical(sm_py(job)$name, job$name)
+})
+
+test_that("a processing job's outputs through $, and a running job stopped through $", {
+  skip_without_python()
+  job <- sm_processing("writeLines('x', file.path(sm_output('out'), 'x.txt'))", outputs = "out", progress = "none")
+  expect_identical(names(job$outputs), "out")
+  expect_true(file.exists(file.path(job$outputs$out, "x.txt")))
+  expect_null(job$model_data)
+  running <- sm_train("cat('started\\n'); Sys.sleep(60)", name = "dollar-stop", wait = FALSE)
+  wait_for_log(running, "started")
+  expect_identical(running$stop(), running)
+  expect_identical(running$status, "Stopped")
+  expect_identical(running$wait(progress = "none"), running)
+})
+
+test_that("a field a handle does not have is an R error naming the fields it has", {
+  skip_without_python()
+  job <- sm_last()
+  err <- usage_error(job$statsu)
+  expect_match(conditionMessage(err), "^a job handle has no `\\$statsu`: use \\$name, \\$kind, .*\\$status")
+  expect_error(job$predict, class = "sm_usage_error")  # endpoints predict, jobs do not
+  err <- usage_error(job$status <- "Completed")
+  expect_match(conditionMessage(err), "read-only")
+  expect_true(all(c("status", "outputs", "model_data", "logs", "wait", "stop") %in% utils:::.DollarNames(job, "")))
+  expect_identical(utils:::.DollarNames(job, "^st"), c("status", "stop"))
+})
