@@ -82,7 +82,8 @@ def processing(code, *, name=None, backend=None, inputs=None, outputs=None, inst
     resources = _resources(config(), instance_type, instance_count, volume_size, max_runtime)
     cfg, be, base, src = _prepare(code, spec.PROCESS_PROGRAM, backend=backend, name=name, files=files,
                                   source_dir=source_dir, default_name="r-processing")
-    inputs = {k: be.data_uri(v, f"--input {k}") for k, v in (inputs or {}).items()}
+    staged = {k: be.data_uri(v, f"--input {k}") for k, v in (inputs or {}).items()}
+    inputs = {k: v.uri for k, v in staged.items()}
     if spec.CODE_INPUT in inputs:
         raise SmRMagicError("--input code is reserved for the job's code: choose another input name")
     job_name = spec.unique_name(base, src.sha256)
@@ -94,7 +95,7 @@ def processing(code, *, name=None, backend=None, inputs=None, outputs=None, inst
         sourcedir_sha256=src.sha256)
     if dry_run:
         return request
-    be.upload(src, inputs)
+    be.upload(src, staged.values())
     job = be.submit("processing", request)
     return _finish(job, wait=cfg.wait if wait is None else wait, progress=progress or cfg.progress,
                    raise_on_failure=raise_on_failure)
@@ -111,7 +112,8 @@ def train(code, *, name=None, backend=None, channels=None, hyperparameters=None,
                 on_sagemaker=(backend or cfg.backend).lower() == "sagemaker")
     cfg, be, base, src = _prepare(code, spec.TRAIN_PROGRAM, backend=backend, name=name, files=files,
                                   source_dir=source_dir, default_name="r-training")
-    channels = {k: be.data_uri(v, f"--channel {k}") for k, v in (channels or {}).items()}
+    staged = {k: be.data_uri(v, f"--channel {k}") for k, v in (channels or {}).items()}
+    channels = {k: v.uri for k, v in staged.items()}
     request = spec.training_request(
         job_name=spec.unique_name(base, src.sha256), image=be.image(), role=be.role(), code_uri=be.code_uri(src),
         channels=channels, hyperparameters=dict(hyperparameters or {}), output_path=be.training_output_path(),
@@ -119,7 +121,7 @@ def train(code, *, name=None, backend=None, channels=None, hyperparameters=None,
         spot=spot, max_wait=max_wait, checkpoint_uri=checkpoint_uri, metric_definitions=metrics)
     if dry_run:
         return request
-    be.upload(src, channels)
+    be.upload(src, staged.values())
     job = be.submit("training", request)
     return _finish(job, wait=cfg.wait if wait is None else wait, progress=progress or cfg.progress,
                    raise_on_failure=raise_on_failure)
@@ -217,7 +219,8 @@ def deploy(code=None, *, model=None, name=None, backend=None, instance_type=None
     if has_code and (be.name == "local" or rtools.find_rscript(cfg.rscript)):
         rtools.check_syntax(code, cfg.rscript)
     be.check_ready()
-    model_data = _resolve_model(model, be)
+    staged_model = _resolve_model(model, be)
+    model_data = staged_model.uri
     src = sourcedir.build(spec.INFERENCE_PROGRAM, code, files, source_dir) if has_code else None
     if not has_code and (files or source_dir):
         src = sourcedir.build(spec.INFERENCE_PROGRAM, None, files, source_dir)
@@ -239,8 +242,7 @@ def deploy(code=None, *, model=None, name=None, backend=None, instance_type=None
     if dry_run:
         return {"CreateModel": requests["model"], "CreateEndpointConfig": requests["endpoint_config"],
                 "CreateEndpoint": requests["endpoint"]}
-    if src:
-        be.upload(src, {})
+    be.upload(src, [staged_model])
     predictor = SESSION.add_endpoint(be.deploy(requests, keep=keep))
     return _show(predictor, wait=cfg.wait if wait is None else wait, progress=progress or cfg.progress,
                  raise_on_failure=raise_on_failure)

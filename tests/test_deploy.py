@@ -13,7 +13,7 @@ import time
 import pytest
 from IPython.core.error import UsageError
 
-from sm_r_magic.backends.local import pid_alive
+from sm_r_magic.backends.processes import pid_alive
 from sm_r_magic.errors import JobFailed, SmRMagicError
 from sm_r_magic.predictor import InvocationError
 

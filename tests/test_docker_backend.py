@@ -260,7 +260,7 @@ def test_launch_command(settings, tmp_path, monkeypatch):
     from sm_r_magic.backends import get_backend
     from sm_r_magic.backends.jobfolder import JobFolder
 
-    monkeypatch.setattr(docker_backend, "docker_cli", lambda: "/usr/bin/docker")
+    monkeypatch.setattr(docker_backend, "docker_cli", lambda: "/usr/bin/docker")  # the launcher's client
     monkeypatch.setattr(os, "getuid", lambda: 1000)
     monkeypatch.setattr(os, "getgid", lambda: 1001)
     repo = tmp_path / "repo"
@@ -268,8 +268,8 @@ def test_launch_command(settings, tmp_path, monkeypatch):
     be = get_backend("docker", settings)
     request = spec.processing_request(job_name="p-1", image="img:1", code_uri="/x/sourcedir.tar.gz", inputs={},
                                       outputs={}, environment={"A": "1 2", "SM_R_MAGIC_R_REPOS": f"file://{repo}"})
-    folder = JobFolder(os.path.join(be.jobs_dir, "p-1"))
-    launch = be.launch_spec("processing", request, folder)
+    folder = JobFolder(os.path.join(be.jobs.jobs_dir, "p-1"))
+    launch = be.launcher.job_launch("processing", request, folder)
     root = str(settings.local_root)
     argv = launch["argv"]
     assert argv[:7] == ["/usr/bin/docker", "run", "--rm", "--name", "smr-p-1", "--label", "sm-r-magic.job=p-1"]

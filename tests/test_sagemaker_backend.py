@@ -185,14 +185,14 @@ def test_uris_are_content_addressed_and_pure(sm, moto_server, tmp_path):
     (data / "sub").mkdir()
     (data / "sub" / "b.csv").write_text("y\n2\n")
     calls = sm.api_calls
-    first = sm.data_uri(str(data), "--channel train")
+    first = sm.data_uri(str(data), "--channel train").uri
     assert first.startswith(f"s3://{BUCKET}/sm-r-magic/data/") and first.endswith("/d/")
-    assert sm.data_uri(str(data), "--channel train") == first
-    assert sm.data_uri("s3://other/x.csv", "--input raw") == "s3://other/x.csv"
-    single = sm.data_uri(str(data / "a.csv"), "--input raw")
+    assert sm.data_uri(str(data), "--channel train").uri == first
+    assert sm.data_uri("s3://other/x.csv", "--input raw").uri == "s3://other/x.csv"
+    single = sm.data_uri(str(data / "a.csv"), "--input raw").uri
     assert single.endswith("/a.csv") and "/data/" in single
     (data / "sub" / "b.csv").write_text("y\n3\n")
-    assert sm.data_uri(str(data), "--channel train") != first  # content changed: another address
+    assert sm.data_uri(str(data), "--channel train").uri != first  # content changed: another address
     with pytest.raises(SmRMagicError, match="does-not-exist does not exist"):
         sm.data_uri(str(tmp_path / "does-not-exist"), "--channel train")
     with pytest.raises(SmRMagicError, match="s3://"):
@@ -291,8 +291,8 @@ def test_resubmission_uploads_nothing(sm, moto_server, mtcars_csv, tmp_path):
     (folder / "one.csv").write_text("a\n1\n")
     (folder / "two.csv").write_text("b\n2\n")
     puts = []
-    sm.s3.meta.events.register("before-call.s3.PutObject", lambda **kw: puts.append(1))
-    sm.s3.meta.events.register("before-call.s3.CreateMultipartUpload", lambda **kw: puts.append(1))
+    sm.client("s3").meta.events.register("before-call.s3.PutObject", lambda **kw: puts.append(1))
+    sm.client("s3").meta.events.register("before-call.s3.CreateMultipartUpload", lambda **kw: puts.append(1))
 
     def submit():
         return api.train(TRAIN, name="dedup", channels={"train": str(mtcars_csv), "more": str(folder)}, wait=False)
@@ -310,11 +310,12 @@ def test_resubmission_uploads_nothing(sm, moto_server, mtcars_csv, tmp_path):
     assert len(s3_keys(moto_server)) == 7  # a changed folder is a new folder (both files under a new hash)
 
     # an interrupted folder upload is completed next time (only the missing object is sent)
-    uri = sm.data_uri(str(folder), "--channel more")
+    staged = sm.data_uri(str(folder), "--channel more")
+    uri = staged.uri
     bucket, key = aws.split_s3(uri)
-    sm.s3.delete_object(Bucket=bucket, Key=key + "one.csv")
+    sm.client("s3").delete_object(Bucket=bucket, Key=key + "one.csv")
     before = len(puts)
-    assert sm.upload(sourcedir.build("train.R", TRAIN, (), None), {"more": uri}) == [uri + "one.csv"]
+    assert sm.upload(sourcedir.build("train.R", TRAIN, (), None), [staged]) == [uri + "one.csv"]
     assert len(puts) == before + 1
 
 
@@ -322,7 +323,7 @@ def test_default_bucket_created_only_at_upload(sm, moto_server, settings):
     settings.region = "eu-west-1"
     s3 = moto_server.client("s3")
     sm.check_ready()
-    assert sm.bucket() == "sagemaker-eu-west-1-123456789012"
+    assert sm.staging.bucket() == "sagemaker-eu-west-1-123456789012"
     assert s3.list_buckets()["Buckets"] == []
     api.train(TRAIN, wait=False)
     (bucket,) = s3.list_buckets()["Buckets"]
@@ -342,8 +343,8 @@ def test_configured_bucket_must_exist(sm, moto_server, settings):
 
 def test_upload_failure_is_one_line(sm, moto_server):
     sm.check_ready()
-    sm.ensure_bucket()
-    with Stubber(sm.s3) as stub:
+    sm.staging.ensure_bucket()
+    with Stubber(sm.client("s3")) as stub:
         stub.add_client_error("head_object", "403", "Forbidden", http_status_code=403)
         with pytest.raises(SmRMagicError, match="could not upload to s3://sagemaker-us-east-1-123456789012/sm-r-magic"):
             api.train(TRAIN, wait=False)
@@ -577,12 +578,12 @@ def test_describes_are_cached_and_polling_backs_off(moto_server, settings, monke
 def test_reuse_time_grows_with_watching(settings):
     backend = SageMakerBackend(settings)
     key = ("training", "j")
-    assert backend._ttl(key, 5.0) == 5.0  # never described yet
+    assert backend.describes.ttl(key, 5.0) == 5.0  # never described yet
     now = time.monotonic()
     for watched, expected in [(10, 5.0), (100, 10.0), (250, 25.0), (3600, 30.0)]:
-        backend._first_seen[key] = now - watched
-        assert backend._ttl(key, 5.0) == pytest.approx(expected, rel=0.01)
-    assert backend._ttl(key, 0.0) == 0.0  # 0 switches the cache off
+        backend.describes.first_seen[key] = now - watched
+        assert backend.describes.ttl(key, 5.0) == pytest.approx(expected, rel=0.01)
+    assert backend.describes.ttl(key, 0.0) == 0.0  # 0 switches the cache off
 
 
 def test_not_found_and_attach(sm, moto_server, settings):
@@ -737,15 +738,18 @@ def test_deploy_invoke_delete(sm, moto_server, tmp_path):
     with tarfile.open(model_tar, "w:gz") as tar:
         (tmp_path / "m.rds").write_bytes(b"fake")
         tar.add(tmp_path / "m.rds", arcname="m.rds")
-    data = sm.model_data_uri(str(model_tar))
+    staged = sm.model_data_uri(str(model_tar))
+    data = staged.uri
     assert data.startswith(f"s3://{BUCKET}/sm-r-magic/models/") and data.endswith("/model.tar.gz")
-    assert sm.model_data_uri("s3://b/x/model.tar.gz") == "s3://b/x/model.tar.gz"
+    assert sm.model_data_uri("s3://b/x/model.tar.gz").uri == "s3://b/x/model.tar.gz"
     with pytest.raises(SmRMagicError):
         sm.model_data_uri(str(tmp_path / "missing.tar.gz"))
 
+    assert data.split(f"{BUCKET}/", 1)[1] not in s3_keys(moto_server)  # naming uploads nothing
+    sm.upload(None, [staged])
     predictor = sm.deploy(endpoint_requests("mtcars", data, serverless=(1024, 2)))
     name = predictor.endpoint_name
-    assert data.split(f"{BUCKET}/", 1)[1] in s3_keys(moto_server)  # uploaded at deploy
+    assert data.split(f"{BUCKET}/", 1)[1] in s3_keys(moto_server)
     assert predictor.status == "InService" and predictor.backend_name == "sagemaker"
 
     moto_server.seed_endpoint_results([{"Body": "21.2\n19.9\n", "ContentType": "text/csv"},

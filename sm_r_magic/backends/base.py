@@ -1,9 +1,12 @@
-"""The small interface every backend implements; Job handles call it."""
+"""The one small interface every backend implements: what the API calls to turn options into a request and run
+it, and what handles (Job, Predictor) call to watch and control what runs. Backends never import IPython,
+ipywidgets or the views: they also run without a kernel (the R package, the CLI, tests)."""
 
 import os
 
 from ..archives import UnsafeArchive, check_archive
 from ..errors import SmRMagicError
+from ..uris import local_path
 
 
 class Backend:
@@ -14,9 +17,9 @@ class Backend:
     def __init__(self, config):
         self.config = config
 
-    # -- before submission: pure or read-only, so that bad input creates nothing ---------------------
+    # -- before submission: pure or read-only, so that bad input creates nothing -------------------------
     def check_ready(self):
-        """Raise SmRMagicError naming any missing setting."""
+        """Raise SmRMagicError naming any missing setting or tool."""
 
     def image(self):
         return self.config.image
@@ -25,26 +28,39 @@ class Backend:
         return self.config.role or None
 
     def code_uri(self, sourcedir):
+        """Where the request says the code (sourcedir.tar.gz) is; upload() puts it there."""
         raise NotImplementedError
 
     def data_uri(self, uri, option):
-        """The URI the request names for a user input (validated; may point where an upload will go)."""
+        """A user's input (an --input or --channel) -> uris.Staged: the URI the request names, and the local data
+        upload() must put there (if any). Validated: a missing local path is an SmRMagicError naming `option`."""
+        raise NotImplementedError
+
+    def output_uri(self, uri, option):
+        """A user's explicit output location (--output NAME=URI) as the request names it."""
         raise NotImplementedError
 
     def training_output_path(self):
         raise NotImplementedError
 
     def processing_output_uri(self, job_name, output_name):
+        """The default location of a processing output."""
         raise NotImplementedError
 
-    # -- submission and watching ----------------------------------------------------------------------
-    def upload(self, sourcedir, data_uris):
-        """Store the code and any local data the request points at."""
+    def model_data_uri(self, uri):
+        """A user's model.tar.gz location -> uris.Staged, as CreateModel should name it."""
+        raise NotImplementedError
+
+    # -- submission and watching -------------------------------------------------------------------------
+    def upload(self, sourcedir, staged=()):
+        """Store the code and the local data of the uris.Staged values data_uri()/model_data_uri() gave."""
 
     def submit(self, kind, request):
+        """Create the job (CreateTrainingJob / CreateProcessingJob) -> jobs.Job."""
         raise NotImplementedError
 
     def describe_job(self, kind, name):
+        """DescribeTrainingJob / DescribeProcessingJob-shaped dict."""
         raise NotImplementedError
 
     def read_logs(self, kind, name, cursor=None):
@@ -61,11 +77,7 @@ class Backend:
         """A Job or Predictor by name (exact, or the latest starting with `name-`)."""
         raise NotImplementedError
 
-    # -- endpoints: the three requests of spec.model_request / endpoint_config_request / endpoint_request --
-    def model_data_uri(self, uri):
-        """A user's model.tar.gz location as the CreateModel request should name it."""
-        raise NotImplementedError
-
+    # -- endpoints: the requests of spec.model_request / endpoint_config_request / endpoint_request ---------
     def deploy(self, requests, keep=False):
         """Create model, endpoint config and endpoint from {"model": ..., "endpoint_config": ...,
         "endpoint": ...}; returns a predictor.Predictor at once (status Creating)."""
@@ -90,15 +102,6 @@ class Backend:
 
     def list_endpoints(self):
         return []
-
-
-def local_path(uri, option, must_exist=True):
-    """A plain path or file:// URI as an absolute path; a missing path is the user's to fix."""
-    path = uri[len("file://"):] if uri.startswith("file://") else uri
-    path = os.path.abspath(os.path.expanduser(path))
-    if must_exist and not os.path.exists(path):
-        raise SmRMagicError(f"{option}: {uri} does not exist: give an existing file or folder, or an s3:// URI")
-    return path
 
 
 def local_model_tarball(uri):

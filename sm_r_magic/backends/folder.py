@@ -1,0 +1,129 @@
+"""What the local and docker backends share: requests executed in job folders under the local root, data named
+by local paths (or s3:// URIs fetched at run time), code stored content-addressed, endpoints on 127.0.0.1. A
+backend is this plus a launcher: the object that knows how to run the container's entrypoint (a process with
+this machine's Rscript, or `docker run`), for jobs and for endpoint servers.
+
+    <local_root>/sourcedir/<sha256>/sourcedir.tar.gz     the cells' code (0600)
+    <local_root>/<jobs dir>/<job>/                        see jobfolder.py
+    <local_root>/<endpoints dir>/<endpoint>/              see folder_endpoints.py
+    <local_root>/output/                                  training output path; output/<job>/<name> processing outputs
+"""
+
+import os
+
+from .. import spec
+from ..errors import SmRMagicError
+from ..uris import Staged, is_s3, local_path
+from .base import Backend, local_model_tarball
+from .folder_endpoints import FolderEndpoints
+from .folder_jobs import FolderJobs
+
+
+class FolderBackend(Backend):
+    jobs_subdir = "jobs"
+    endpoints_subdir = "endpoints"
+
+    launcher_class = None  # the launcher of each folder backend: how the container's entrypoint is run
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.launcher = self.launcher_class(self)
+        self.jobs = FolderJobs(self, self.jobs_subdir, self.launcher)
+        self.endpoints = FolderEndpoints(self, self.endpoints_subdir, self.launcher)
+
+    @property
+    def root(self):
+        return os.path.abspath(os.path.expanduser(self.config.local_root))
+
+    # -- before submission -------------------------------------------------------------------------------
+    def check_ready(self):
+        self.launcher.check_ready()
+        self.check_root()
+
+    def check_root(self):
+        """The artifact root must be a folder we can write, or one we can create (nothing is created here)."""
+        path = self.root
+        while not os.path.exists(path) and os.path.dirname(path) != path:
+            path = os.path.dirname(path)
+        if not os.path.isdir(path) or not os.access(path, os.W_OK | os.X_OK):
+            raise SmRMagicError(f"cannot keep local jobs under {self.root} ({path} is not a writable folder): "
+                                '%config RMagic.local_root = "~/sm-r-magic" (or set SM_R_MAGIC_LOCAL_ROOT)')
+
+    def code_uri(self, sourcedir):
+        return os.path.join(self.root, "sourcedir", sourcedir.sha256, spec.SOURCEDIR_NAME)
+
+    def data_uri(self, uri, option):
+        return Staged(uri if is_s3(uri) else local_path(uri, option))
+
+    def output_uri(self, uri, option):
+        return uri if is_s3(uri) else local_path(uri, option, must_exist=False)
+
+    def training_output_path(self):
+        return os.path.join(self.root, "output")
+
+    def processing_output_uri(self, job_name, output_name):
+        return os.path.join(self.root, "output", job_name, output_name)
+
+    def model_data_uri(self, uri):
+        return Staged(uri if is_s3(uri) else local_model_tarball(uri))
+
+    def upload(self, sourcedir, staged=()):
+        """Store the code, content-addressed (identical code is stored once); local data stays where it is."""
+        if sourcedir is None:
+            return None
+        path = self.code_uri(sourcedir)
+        if not os.path.exists(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            tmp = f"{path}.{os.getpid()}.partial"
+            with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
+                fh.write(sourcedir.data)
+            os.replace(tmp, path)
+        return path
+
+    # -- jobs --------------------------------------------------------------------------------------------
+    def submit(self, kind, request):
+        return self.jobs.submit(kind, request)
+
+    def describe_job(self, kind, name):
+        return self.jobs.describe(kind, name)
+
+    def read_logs(self, kind, name, cursor=None):
+        return self.jobs.read_logs(name, cursor)
+
+    def stop_job(self, kind, name):
+        return self.jobs.stop(name)
+
+    def list_jobs(self):
+        return self.jobs.list()
+
+    def attach(self, name):
+        """A job or endpoint by its exact name, or the latest job whose name starts with `name-`."""
+        from ..predictor import Predictor
+
+        if self.endpoints.exists(name):
+            return Predictor(self, name, keep=True)  # attached: not deleted when this kernel exits
+        job = self.jobs.attach(name)
+        if job is None:
+            raise SmRMagicError(f"no {self.name} job named {name} under {self.jobs.jobs_dir}: "
+                                "list them with %r_jobs or sm-r-magic jobs")
+        return job
+
+    # -- endpoints ---------------------------------------------------------------------------------------
+    def deploy(self, requests, keep=False):
+        self.check_ready()
+        return self.endpoints.deploy(requests, keep=keep)
+
+    def describe_endpoint(self, name):
+        return self.endpoints.describe(name)
+
+    def invoke_endpoint(self, name, body, content_type, accept):
+        return self.endpoints.invoke(name, body, content_type, accept)
+
+    def read_endpoint_logs(self, name, cursor=None):
+        return self.endpoints.read_logs(name, cursor)
+
+    def delete_endpoint(self, name):
+        return self.endpoints.delete(name)
+
+    def list_endpoints(self, include_deleted=False):
+        return self.endpoints.list(include_deleted)

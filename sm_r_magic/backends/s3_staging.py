@@ -1,0 +1,203 @@
+"""Where the sagemaker backend puts code and local data in S3, and putting it there. Everything is
+content-addressed, so a repeat submission uploads nothing:
+
+    s3://<bucket>/<prefix>/sourcedir/<sha256>/sourcedir.tar.gz      the cell's code (and --file / --source-dir files)
+    s3://<bucket>/<prefix>/data/<sha256>/<basename>[/]             a local file or folder given as an input or channel
+    s3://<bucket>/<prefix>/models/<sha256>/<basename>              a local model.tar.gz given to deploy
+    s3://<bucket>/<prefix>/output/                                 training output path; output/<job>/<name> processing
+
+Naming a location (data_uri, model_data_uri) only hashes local files and returns a uris.Staged value that
+upload() takes back: nothing is remembered in between.
+"""
+
+import hashlib
+import io
+import os
+
+from .. import aws, spec
+from ..errors import SmRMagicError
+from ..sourcedir import file_sha256
+from ..uris import Staged, is_s3, local_path, split_s3
+from .base import local_model_tarball
+
+
+def folder_files(root):
+    """Relative path (with /) -> absolute path of every regular file under root, sorted."""
+    found = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            if os.path.isfile(path):
+                found[os.path.relpath(path, root).replace(os.sep, "/")] = path
+    return dict(sorted(found.items()))
+
+
+class S3Staging:
+    def __init__(self, backend):
+        self.backend = backend
+        self._hashes = {}  # (path, size, mtime, ctime, inode) -> sha256 of a local file
+        self._bucket_ready = set()
+
+    @property
+    def config(self):
+        return self.backend.config
+
+    @property
+    def s3(self):
+        return self.backend.client("s3")
+
+    def session_changed(self):
+        self._bucket_ready = set()
+
+    # -- names -------------------------------------------------------------------------------------------
+    def bucket(self):
+        if self.config.bucket:
+            name = self.config.bucket
+            if is_s3(name):
+                name = name[len("s3://"):].strip("/")
+            return aws.check_bucket_name(name)
+        session = self.backend.session
+        return aws.check_bucket_name(aws.default_bucket_name(session.region, session.account))
+
+    @property
+    def prefix(self):
+        return (self.config.prefix or "").strip("/")
+
+    def uri(self, *parts):
+        key = "/".join(p.strip("/") for p in (self.prefix, *parts) if p)
+        return f"s3://{self.bucket()}/{key}"
+
+    def code_uri(self, sourcedir):
+        return self.uri("sourcedir", sourcedir.sha256, spec.SOURCEDIR_NAME)
+
+    def _file_sha(self, path):
+        st = os.stat(path)
+        # ctime changes on every write and cannot be set back (unlike mtime): a rewritten file is re-hashed
+        key = (path, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+        if key not in self._hashes:
+            self._hashes[key] = file_sha256(path)
+        return self._hashes[key]
+
+    def content_address(self, path, area):
+        """The content-addressed S3 location of a local file or folder, and what to upload there."""
+        base = os.path.basename(path.rstrip(os.sep)) or "data"
+        if os.path.isdir(path):
+            files = folder_files(path)
+            digest = hashlib.sha256()
+            for rel, full in files.items():
+                digest.update(rel.encode() + b"\0" + self._file_sha(full).encode() + b"\n")
+            return Staged(self.uri(area, digest.hexdigest(), base) + "/", source=path, files=tuple(files.items()))
+        return Staged(self.uri(area, self._file_sha(path), base), source=path)
+
+    def data_uri(self, uri, option):
+        if is_s3(uri):
+            return Staged(uri)
+        if "://" in uri and not uri.startswith("file://"):
+            raise SmRMagicError(f"{option}: {uri} is neither a local path nor an s3:// URI")
+        return self.content_address(local_path(uri, option), "data")
+
+    def model_data_uri(self, uri):
+        if is_s3(uri):
+            return Staged(uri)
+        return self.content_address(local_model_tarball(uri), "models")
+
+    # -- uploads -----------------------------------------------------------------------------------------
+    def ensure_bucket(self):
+        from botocore.exceptions import ClientError
+
+        bucket = self.bucket()
+        if bucket in self._bucket_ready:
+            return bucket
+        try:
+            self.s3.head_bucket(Bucket=bucket)
+        except ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status == 403:
+                raise SmRMagicError(f"the S3 bucket {bucket} exists but is not accessible with these credentials: "
+                                    '%config RMagic.bucket = "my-bucket" (or SM_R_MAGIC_BUCKET)') from None
+            if status != 404 and aws.error_code(exc) not in ("404", "NoSuchBucket", "NotFound"):
+                raise
+            if self.config.bucket:
+                raise SmRMagicError(f"the S3 bucket {bucket} does not exist: create it, or leave RMagic.bucket "
+                                    "empty to use sagemaker-{region}-{account}") from None
+            self._create_bucket(bucket)
+        self._bucket_ready.add(bucket)
+        return bucket
+
+    def _create_bucket(self, bucket):
+        from botocore.exceptions import ClientError
+
+        args = {"Bucket": bucket}
+        region = self.backend.session.region
+        if region != "us-east-1":
+            args["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        try:
+            self.s3.create_bucket(**args)
+        except ClientError as exc:
+            if aws.error_code(exc) not in ("BucketAlreadyOwnedByYou",):
+                raise SmRMagicError(f"could not create the S3 bucket {bucket} ({aws.error_message(exc)}): "
+                                    '%config RMagic.bucket = "my-bucket"') from None
+
+    def _exists(self, bucket, key):
+        from botocore.exceptions import ClientError
+
+        try:
+            self.s3.head_object(Bucket=bucket, Key=key)
+            return True
+        except ClientError as exc:
+            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404 or aws.is_not_found(exc):
+                return False
+            raise
+
+    @staticmethod
+    def _transfer_config():
+        from boto3.s3.transfer import TransferConfig
+
+        return TransferConfig(multipart_threshold=16 << 20, multipart_chunksize=16 << 20, max_concurrency=4)
+
+    def upload(self, sourcedir, staged=()):
+        """sourcedir.tar.gz (if any) and the local data of `staged`, each only if not already in S3; a failure
+        is one line."""
+        from boto3.exceptions import S3UploadFailedError
+        from botocore.exceptions import ClientError, NoCredentialsError
+
+        try:
+            self.ensure_bucket()
+            uploaded = self._upload_code(sourcedir) if sourcedir is not None else []
+            for item in staged:
+                uploaded += self._upload_staged(item)
+            return uploaded
+        except NoCredentialsError:
+            raise SmRMagicError(aws.CREDENTIALS_HINT) from None
+        except (ClientError, S3UploadFailedError) as exc:
+            detail = f"{aws.error_code(exc)}: {aws.error_message(exc)}" if isinstance(exc, ClientError) else str(exc)
+            raise SmRMagicError(f"could not upload to s3://{self.bucket()}/{self.prefix} ({detail}): check the "
+                                "bucket (RMagic.bucket) and your S3 permissions") from None
+
+    def _upload_code(self, sourcedir):
+        bucket, key = split_s3(self.code_uri(sourcedir))
+        if self._exists(bucket, key):
+            return []
+        self.s3.upload_fileobj(io.BytesIO(sourcedir.data), bucket, key, Config=self._transfer_config())
+        return [f"s3://{bucket}/{key}"]
+
+    def _upload_staged(self, item):
+        if not item.source:
+            return []
+        bucket, key = split_s3(item.uri)
+        if not item.files:
+            if self._exists(bucket, key):
+                return []
+            self.s3.upload_file(item.source, bucket, key, Config=self._transfer_config())
+            return [item.uri]
+        prefix = key.rstrip("/") + "/"
+        present = set()
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            present.update(obj["Key"] for obj in page.get("Contents", []))
+        uploaded = []
+        for rel, full in item.files:
+            if prefix + rel not in present:
+                self.s3.upload_file(full, bucket, prefix + rel, Config=self._transfer_config())
+                uploaded.append(f"s3://{bucket}/{prefix}{rel}")
+        return uploaded
