@@ -6,6 +6,8 @@ import subprocess
 
 import pytest
 
+from .support.moto_server import fast, moto_server, sm  # noqa: F401  (fixtures for every test module)
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

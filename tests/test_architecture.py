@@ -93,12 +93,19 @@ def test_no_import_circle():
     assert not circles, "\n".join(circles)
 
 
-@pytest.mark.parametrize("module", ["sm_r_magic", "sm_r_magic.magics", "sm_r_magic.api"])
+LOAD_EXT = ("from IPython.testing.globalipapp import start_ipython\n"
+            "start_ipython().run_line_magic('load_ext', 'sm_r_magic')")
+
+
+@pytest.mark.parametrize("module", ["sm_r_magic", "sm_r_magic.api", LOAD_EXT])
 def test_loading_the_extension_imports_nothing_heavy(module):
+    """`%load_ext sm_r_magic` (and the plain API) import neither boto3, botocore, ipywidgets nor pandas: a cell
+    pays for them only when it uses them."""
     import subprocess
     import sys
 
-    code = (f"import sys, {module}\n"
+    load = module if module == LOAD_EXT else f"import {module}"
+    code = (f"import sys\n{load}\n"
             "heavy = [m for m in ('boto3', 'botocore', 'ipywidgets', 'pandas', 'sm_r_magic.views.job') "
             "if m in sys.modules]\nprint(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,

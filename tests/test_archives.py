@@ -17,7 +17,6 @@ from sm_r_magic.archives import UnsafeArchive, check_archive
 from sm_r_magic.errors import JobFailed
 from sm_r_magic.paths import ENTRYPOINT
 
-from .support.moto_server import moto_server  # noqa: F401  (fixture)
 
 # kind -> (members as (name, type, link or data), the member the refusal names)
 UNSAFE = {

@@ -23,6 +23,7 @@ from sm_r_magic.errors import SmRMagicError
 
 from .conftest import run_cell
 from .support.docker_engine import IMAGE, containers, engine_problem, ensure_image
+from .support.rlang import r_tokens
 
 pytestmark = pytest.mark.docker
 
@@ -95,17 +96,12 @@ def docker_settings(settings, docker_image):
     return settings
 
 
-def r_lines(expr):
-    return subprocess.run(["Rscript", "--no-init-file", "-e", expr], capture_output=True, text=True,
-                          check=True).stdout.split()
-
-
 def model_coefficients(model_tar, tmp_path, tag):
     dest = tmp_path / f"model-{tag}"
     dest.mkdir()
     with tarfile.open(model_tar) as tar:
         tar.extractall(dest)
-    return r_lines(f'm <- readRDS("{dest}/model.rds"); cat(format(coef(m), digits = 17), sep = "\\n")')
+    return r_tokens(f'm <- readRDS("{dest}/model.rds"); cat(format(coef(m), digits = 17), sep = "\\n")')
 
 
 def run_foundation_flow(backend, csv):
@@ -186,7 +182,7 @@ def test_seed_style_job_runs_unchanged_and_its_model_serves_in_the_image(docker_
             predictions = json.loads(resp.read())
     finally:
         subprocess.run(["docker", "stop", "-t", "5", name], capture_output=True)
-    expected = r_lines(f'df <- read.csv("{mtcars_csv}"); m <- lm(mpg ~ wt + hp, df); '
+    expected = r_tokens(f'df <- read.csv("{mtcars_csv}"); m <- lm(mpg ~ wt + hp, df); '
                        f'cat(format(predict(m, read.csv(text = "{NEWDATA_CSV}")), digits = 17), sep = "\\n")')
     assert predictions == pytest.approx([float(x) for x in expected], rel=1e-12)
     assert_no_container_left(name=name)
@@ -393,7 +389,7 @@ def test_serving_example_predicts_in_the_image_as_r_does(docker_settings, mtcars
         assert predictor.url.startswith("http://127.0.0.1:")  # start-to-ping time: benchmarks/bench_docker.py
         predictions = predictor.predict(NEWDATA_CSV)
         assert predictor.predict({"wt": [2.5, 3.1], "hp": [120, 200]}) == predictions[:2]
-        expected = r_lines(f'df <- read.csv("{mtcars_csv}"); m <- lm(mpg ~ wt + hp, df); '
+        expected = r_tokens(f'df <- read.csv("{mtcars_csv}"); m <- lm(mpg ~ wt + hp, df); '
                            f'cat(format(predict(m, read.csv(text = "{NEWDATA_CSV}")), digits = 17), sep = "\\n")')
         assert predictions == pytest.approx([float(x) for x in expected], rel=1e-12)
         assert "serving inference.R on 0.0.0.0:8080" in predictor.logs()

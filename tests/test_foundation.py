@@ -10,10 +10,12 @@ import time
 
 import pytest
 
-from sm_r_magic.backends.local import pid_alive
+from sm_r_magic.backends.processes import pid_alive
 from sm_r_magic.errors import JobFailed
 
 from .conftest import run_cell
+from .support.rlang import r_output
+from .support.waiting import wait_for
 
 PREP = '''
 df <- read.csv(file.path(sm_input("raw"), "mtcars.csv"))
@@ -28,10 +30,6 @@ model <- lm(as.formula(sm_hp("formula")), data = df)
 saveRDS(model, file.path(sm_model_dir(), "model.rds"))
 cat("train_rmse:", sqrt(mean(residuals(model)^2)), "\\n")
 '''
-
-
-def r_eval(expr):
-    return subprocess.run(["Rscript", "-e", expr], capture_output=True, text=True, check=True).stdout
 
 
 def test_processing_then_training_as_written(shell, mtcars_csv, capsys):
@@ -61,7 +59,7 @@ def test_processing_then_training_as_written(shell, mtcars_csv, capsys):
     assert "model.rds" in names and "code/train.R" in names
     logs = job.logs()
     rmse = float(logs.split("train_rmse:")[1].split()[0])
-    expected = float(r_eval(f'df <- read.csv("{train_csv}"); m <- lm(mpg ~ wt + hp, df); '
+    expected = float(r_output(f'df <- read.csv("{train_csv}"); m <- lm(mpg ~ wt + hp, df); '
                             'cat(sqrt(mean(residuals(m)^2)))'))
     assert rmse == pytest.approx(expected, rel=1e-6)
     out = capsys.readouterr().out
@@ -280,7 +278,7 @@ def test_stop_ends_as_stopped(shell):
     _, error = run_cell(shell, "r_train", "--name sleeper --async --as sleeper", "Sys.sleep(60)")
     assert error is None
     job = shell.user_ns["sleeper"]
-    _wait_for(lambda: job.secondary_status == "Training")
+    wait_for(lambda: job.secondary_status == "Training")
     t0 = time.monotonic()
     job.stop()
     assert job.status == "Stopped"
@@ -292,9 +290,9 @@ def test_sigterm_to_r_ends_as_failed_not_hung(shell):
     assert error is None
     job = shell.user_ns["killed"]
     state_file = os.path.join(job.local_folder, "state.json")
-    _wait_for(lambda: json.load(open(state_file)).get("child_pid"))
+    wait_for(lambda: json.load(open(state_file)).get("child_pid"))
     os.kill(json.load(open(state_file))["child_pid"], signal.SIGTERM)
-    _wait_for(lambda: job.done, timeout=15)
+    wait_for(lambda: job.done, timeout=15)
     assert job.status == "Failed"
     assert "SIGTERM" in job.failure_reason
 
@@ -308,17 +306,17 @@ def test_killed_runner_takes_r_and_what_r_started_with_it(shell, local_root):
     job = shell.user_ns["job"]
     state_file = os.path.join(job.local_folder, "state.json")
     pid_file = os.path.join(job.local_folder, "opt", "ml", "code", "child.pid")
-    _wait_for(lambda: os.path.exists(pid_file) and open(pid_file).read().strip(), timeout=30)
+    wait_for(lambda: os.path.exists(pid_file) and open(pid_file).read().strip(), timeout=30)
     state = json.load(open(state_file))
     r_pid, runner_pid, sleep_pid = state["child_pid"], state["runner_pid"], int(open(pid_file).read())
     assert pid_alive(r_pid) and pid_alive(sleep_pid)
     try:
         os.kill(runner_pid, signal.SIGKILL)
-        _wait_for(lambda: not pid_alive(r_pid), timeout=30)  # without anyone asking for the job's status
+        wait_for(lambda: not pid_alive(r_pid), timeout=30)  # without anyone asking for the job's status
         assert job.status == "Failed"
         assert job.failure_reason.startswith(f"the local job runner (pid {runner_pid}) was killed by SIGKILL; "
                                              "R was stopped with it")
-        _wait_for(lambda: not pid_alive(sleep_pid), timeout=30)
+        wait_for(lambda: not pid_alive(sleep_pid), timeout=30)
     finally:
         for pid in (r_pid, sleep_pid):
             if pid_alive(pid):
@@ -343,13 +341,13 @@ def test_killed_runner_of_a_docker_job_removes_its_container(settings, local_roo
     name = container_name(job.name)
     state_file = os.path.join(job.local_folder, "state.json")
     try:
-        _wait_for(lambda: containers(name=name) and job.secondary_status == "Training", timeout=60)
+        wait_for(lambda: containers(name=name) and job.secondary_status == "Training", timeout=60)
         runner_pid = json.load(open(state_file))["runner_pid"]
         os.kill(runner_pid, signal.SIGKILL)
-        _wait_for(lambda: job.status == "Failed", timeout=30)
+        wait_for(lambda: job.status == "Failed", timeout=30)
         assert job.failure_reason.startswith(f"the local job runner (pid {runner_pid}) was killed by SIGKILL; "
                                              f"its container {name} was removed with it")
-        _wait_for(lambda: not containers(name=name), timeout=60)
+        wait_for(lambda: not containers(name=name), timeout=60)
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True)
 
@@ -466,10 +464,10 @@ def test_train_mode_execs_r(shell):
     job = shell.user_ns["j"]
     try:
         state_file = os.path.join(job.local_folder, "state.json")
-        _wait_for(lambda: json.load(open(state_file)).get("child_pid") and job.secondary_status == "Training")
+        wait_for(lambda: json.load(open(state_file)).get("child_pid") and job.secondary_status == "Training")
         pid = json.load(open(state_file))["child_pid"]
         # the runner's child starts as /bin/sh entrypoint.sh and becomes R when the script execs
-        _wait_for(lambda: os.path.basename(os.readlink(f"/proc/{pid}/exe")) == "R", timeout=30)
+        wait_for(lambda: os.path.basename(os.readlink(f"/proc/{pid}/exe")) == "R", timeout=30)
         cmdline = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
         assert any(arg.endswith(b"entrypoint.R") for arg in cmdline) and b"train" in cmdline
     finally:
@@ -540,18 +538,3 @@ def test_bad_environment_value_is_ignored_with_one_line(shell, monkeypatch, caps
     assert config.current().backend == "local" and config.current().max_runtime == 86400
 
 
-def test_load_ext_is_fast_and_light():
-    script = ("import time, sys; t = time.perf_counter(); from IPython.testing.globalipapp import start_ipython; "
-              "ip = start_ipython(); t = time.perf_counter(); ip.run_line_magic('load_ext', 'sm_r_magic'); "
-              "print(time.perf_counter() - t); print('boto3' in sys.modules, 'ipywidgets' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout.split()
-    assert out[1:] == ["False", "False"]
-
-
-def _wait_for(predicate, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")

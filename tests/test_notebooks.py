@@ -19,8 +19,12 @@ import sys
 
 import pytest
 
+from sm_r_magic.backends.processes import pid_alive
+
 from .conftest import REPO
-from .support.moto_server import moto_server  # noqa: F401
+
+from .support.moto_server import BUCKET, IMAGE, ROLE
+from .support.rlang import r_output
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
@@ -28,9 +32,6 @@ nbclient = pytest.importorskip("nbclient")
 NOTEBOOKS = os.path.join(REPO, "notebooks")
 EXPECTED = {"quickstart.ipynb", "hyperparameters.ipynb", "bring-your-own-packages.ipynb", "sagemaker.ipynb"}
 CELL_TIMEOUT = 120
-IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/sm-r-magic:0.1.0"
-ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
-BUCKET = "sagemaker-us-east-1-123456789012"
 
 
 def stored_notebooks():
@@ -105,21 +106,6 @@ def execute(tmp_path, local_root, monkeypatch):
     return run
 
 
-def rscript(expr):
-    return subprocess.run(["Rscript", "-e", expr], capture_output=True, text=True, check=True).stdout
-
-
-def pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    with contextlib.suppress(OSError):  # a zombie is not alive
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split(")")[-1].split()[0] != "Z"
-    return True
-
-
 # -- stored form ---------------------------------------------------------------------------------------------
 
 def test_every_notebook_is_stored_without_outputs():
@@ -181,7 +167,7 @@ def test_quickstart(execute, local_root, r_available):
     script = (f'd <- tempfile(); dir.create(d); untar("{state["model"]}", exdir = d); '
               f'm <- readRDS(file.path(d, "model.rds")); '
               f'cat(sprintf("%.15g", predict(m, newdata = read.csv("{state["test"]}"))), sep = "\\n")')
-    expected = [float(v) for v in rscript(script).split()]
+    expected = [float(v) for v in r_output(script).split()]
     assert len(expected) == 8
     assert state["predictions"] == pytest.approx(expected, abs=1e-6)
 
@@ -194,7 +180,7 @@ def test_quickstart(execute, local_root, r_available):
     assert not pid_alive(states[0]["pid"])
 
     # the final table: every held-out car with its actual mpg and the prediction
-    test_rows = rscript(f'cat(read.csv("{state["test"]}")$model, sep = "\\n")').splitlines()
+    test_rows = r_output(f'cat(read.csv("{state["test"]}")$model, sep = "\\n")').splitlines()
     lines = final.splitlines()
     assert lines[0].split() == ["model", "mpg", "predicted", "error"]
     for car, predicted, line in zip(test_rows, expected, lines[1:9]):
@@ -224,7 +210,7 @@ def test_hyperparameters(execute, r_available):
 
     # lambda = 0 is ordinary least squares: R's lm() on the same split gives the same validation RMSE
     for name, formula in (("wt", "mpg ~ wt"), ("wt-hp", "mpg ~ wt + hp"), ("all", "mpg ~ .")):
-        expected = float(rscript(f'tr <- read.csv("{data}/train/train.csv"); va <- read.csv("{data}/validation/'
+        expected = float(r_output(f'tr <- read.csv("{data}/train/train.csv"); va <- read.csv("{data}/validation/'
                                  f'validation.csv"); m <- lm({formula}, tr); '
                                  'cat(sqrt(mean((va$mpg - predict(m, va))^2)))'))
         assert by_name[name]["rmse"] == pytest.approx(expected, abs=1e-5)
@@ -249,7 +235,7 @@ def test_bring_your_own_packages(execute, local_root, r_available):
     assert (f"[sm-r-magic] installing R packages: smrmetrics (from {repo_url}; asked for by --packages) "
             f"into {library}") in first
     assert "* DONE (smrmetrics)" in first and "smrmetrics 0.1.0" in first
-    expected = rscript('f <- lm(mpg ~ wt + hp, mtcars); r <- mtcars$mpg - fitted(f); '
+    expected = r_output('f <- lm(mpg ~ wt + hp, mtcars); r <- mtcars$mpg - fitted(f); '
                        'cat("rmse:", sqrt(mean(r^2)), "mae:", mean(abs(r)))')
     assert expected in first  # the package's functions ran and computed what R computes
     assert "installing R packages" in first_out  # and the notebook showed it

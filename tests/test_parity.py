@@ -22,14 +22,12 @@ import time
 import pytest
 
 from sm_r_magic import api, aws, spec
-from sm_r_magic.backends import get_backend
 from sm_r_magic.backends import jobfolder as jf
-from sm_r_magic.backends.sagemaker import SageMakerBackend
 from sm_r_magic.paths import CONTAINER_DIR, ENTRYPOINT
-from tests.support.moto_server import moto_server  # noqa: F401
 
-IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/sm-r-magic:0.1.0"
-ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
+from .support.moto_server import IMAGE, ROLE
+from .support.rlang import r_numbers
+
 SERVE_R = os.path.join(CONTAINER_DIR, "serve.R")
 
 TRAIN = '''
@@ -56,26 +54,11 @@ writeLines(as.character(nrow(heavy)), file.path(sm_output("count"), "n.txt"))
 NEWDATA = "wt,hp\n2.5,120\n3.1,200\n"
 
 
-@pytest.fixture
-def sm(moto_server, settings, monkeypatch, r_available):
-    monkeypatch.setattr(SageMakerBackend, "describe_ttl", 0.0)
-    settings.backend = "sagemaker"
-    settings.image = IMAGE
-    settings.role = ROLE
-    settings.progress = "none"
-    return get_backend("sagemaker", settings)
-
-
 def capture(backend, operation):
     sent = []
     backend.sm.meta.events.register(f"before-parameter-build.sagemaker.{operation}",
                                     lambda params, **kw: sent.append(json.loads(json.dumps(params))))
     return sent
-
-
-def r_value(expr):
-    out = subprocess.run(["Rscript", "-e", expr], capture_output=True, text=True, check=True).stdout
-    return [float(v) for v in out.split()]
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +118,7 @@ def test_training_request_runs_in_the_container(sm, moto_server, mtcars_csv, tmp
     model_dir = os.path.join(folder.root, "model")
     assert sorted(os.listdir(os.path.join(model_dir, "code"))) == ["inference.R", "train.R"]
     ours = [float(v) for v in open(os.path.join(model_dir, "coef.txt")).read().split()]
-    assert ours == pytest.approx(r_value("cat(format(coef(lm(mpg ~ wt + hp, mtcars)), digits = 17))"), rel=1e-12)
+    assert ours == pytest.approx(r_numbers("cat(format(coef(lm(mpg ~ wt + hp, mtcars)), digits = 17))"), rel=1e-12)
 
     # SageMaker packs /opt/ml/model into the job's ModelArtifacts location
     jf.publish_training_outputs(folder, request)
@@ -159,7 +142,7 @@ def test_training_request_runs_in_the_container(sm, moto_server, mtcars_csv, tmp
     assert predictor.status == "InService"
     container = models[0]["PrimaryContainer"]
     answer = serve_and_predict(tmp_path / "serve", container, NEWDATA, container_python)
-    expected = r_value("m <- lm(mpg ~ wt + hp, mtcars); "
+    expected = r_numbers("m <- lm(mpg ~ wt + hp, mtcars); "
                        "cat(format(predict(m, data.frame(wt = c(2.5, 3.1), hp = c(120, 200))), digits = 17))")
     assert [float(v) for v in answer.split()] == pytest.approx(expected, rel=1e-9)
 
@@ -242,7 +225,7 @@ def test_processing_request_runs_in_the_container(sm, moto_server, mtcars_csv, t
     s3 = moto_server.client("s3")
     bucket, key = aws.split_s3(job.outputs["heavy"])
     heavy = s3.get_object(Bucket=bucket, Key=key + "/heavy.csv")["Body"].read().decode()
-    expected = int(r_value("cat(sum(mtcars$wt > 3))")[0])
+    expected = int(r_numbers("cat(sum(mtcars$wt > 3))")[0])
     assert len(heavy.strip().splitlines()) == 1 + expected
     assert s3.get_object(Bucket="parity-out", Key="count/n.txt")["Body"].read().decode().strip() == str(expected)
     shutil.rmtree(folder.path)

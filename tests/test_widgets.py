@@ -21,6 +21,8 @@ from sm_r_magic.views.endpoint import EndpointView  # noqa: E402
 from sm_r_magic.views.job import JobView  # noqa: E402
 from sm_r_magic.views.poller import POLLER  # noqa: E402
 
+from .support.waiting import wait_for  # noqa: E402
+
 FAST = 'cat("hello from R\\n")\nsaveRDS(1, file.path(sm_model_dir(), "model.rds"))'
 FAILING = ('inner <- function(x) stop("boom: x was ", x)\n'
            'outer <- function() inner(42)\n'
@@ -28,13 +30,6 @@ FAILING = ('inner <- function(x) stop("boom: x was ", x)\n'
 LONG = 'cat("sleeping\\n")\nSys.sleep(30)'
 
 
-def wait_for(predicate, timeout=20, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def submit(code, **kwargs):

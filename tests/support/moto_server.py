@@ -26,6 +26,10 @@ import pytest
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
+# What a user configures for the sagemaker backend (the default bucket is derived from region and account).
+IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/sm-r-magic:0.1.0"
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/SageMakerRole"
+BUCKET = f"sagemaker-{REGION}-{ACCOUNT}"
 
 _lock = threading.Lock()
 _server = None
@@ -135,3 +139,29 @@ def moto_server(request, monkeypatch, tmp_path):
     server.reset()
     point_environment_at(server, monkeypatch, tmp_path)
     yield server
+
+
+@pytest.fixture
+def fast(monkeypatch):
+    """No describe cache and no log throttle, short polls: tests see moto's changes at once."""
+    from sm_r_magic.backends.sagemaker import SageMakerBackend
+
+    monkeypatch.setattr(SageMakerBackend, "describe_ttl", 0.0)
+    monkeypatch.setattr(SageMakerBackend, "log_interval", 0.0)
+    monkeypatch.setattr(SageMakerBackend, "stream_rescan", 0.0)
+    monkeypatch.setattr(SageMakerBackend, "poll_interval", (0.02, 0.1))
+    monkeypatch.setattr(SageMakerBackend, "final_log_lag", 0.0)
+
+
+@pytest.fixture
+def sm(moto_server, settings, fast):
+    """The settings in force configured for the sagemaker backend (role and image given, default bucket), and
+    that backend."""
+    from sm_r_magic.backends import get_backend
+
+    settings.backend = "sagemaker"
+    settings.image = IMAGE
+    settings.role = ROLE
+    settings.progress = "text"
+    return get_backend("sagemaker", settings)
+
