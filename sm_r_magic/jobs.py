@@ -6,7 +6,7 @@ import threading
 import time
 
 from .contract import JOB_TERMINAL as TERMINAL
-from .contract import KIND_LABEL, STATUS_KEY
+from .contract import KIND_LABEL, MODEL_ARTIFACT, OUTPUT_ARTIFACT, RESERVED_HP_PREFIX, STATUS_KEY
 from .spec import base_name, request_from_description
 from .handle import Handle, Snapshot, last_metric_values
 
@@ -100,7 +100,7 @@ class Job(Handle):
         raw = self._cached().get("HyperParameters") or {}
         decoded = {}
         for key, value in raw.items():
-            if key.startswith("sagemaker_"):
+            if key.startswith(RESERVED_HP_PREFIX):
                 continue
             try:
                 decoded[key] = json.loads(value)
@@ -220,7 +220,7 @@ def _outputs(desc, kind):
     model = _model_data(desc, kind)
     if not model:
         return {}
-    return {"model": model, "output": model[: -len("model.tar.gz")] + "output.tar.gz"}
+    return {"model": model, "output": model[: -len(MODEL_ARTIFACT)] + OUTPUT_ARTIFACT}
 
 
 def _end_time(desc):

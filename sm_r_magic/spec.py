@@ -10,14 +10,9 @@ import time
 
 from ._version import __version__
 
-CONTAINER_DIR = "/opt/sm_r_magic"
-ENTRYPOINT = f"{CONTAINER_DIR}/entrypoint.sh"
-PROCESSING_ROOT = "/opt/ml/processing"
-CODE_INPUT = "code"
-SOURCEDIR_NAME = "sourcedir.tar.gz"
-TRAIN_PROGRAM = "train.R"
-PROCESS_PROGRAM = "process.R"
-INFERENCE_PROGRAM = "inference.R"
+from .contract import (CHECKPOINT_DIR, CODE_INPUT, CONTAINER_DIR, ENTRYPOINT, ENV_PROGRAM,  # noqa: F401
+                       ENV_SUBMIT_DIRECTORY, HP_PROGRAM, HP_SUBMIT_DIRECTORY, INFERENCE_PROGRAM, PROCESS_PROGRAM,
+                       PROCESSING_ROOT, SOURCEDIR_NAME, TRAIN_PROGRAM)
 
 
 _issued_names = set()
@@ -89,8 +84,8 @@ def training_request(*, job_name, image, code_uri, channels, hyperparameters, ou
                      environment=None, sourcedir_sha256="", program=TRAIN_PROGRAM, spot=False,
                      max_wait=None, checkpoint_uri=None, metric_definitions=None):
     hps = encode_hyperparameters(hyperparameters)
-    hps["sagemaker_program"] = json.dumps(program)
-    hps["sagemaker_submit_directory"] = json.dumps(code_uri)
+    hps[HP_PROGRAM] = json.dumps(program)
+    hps[HP_SUBMIT_DIRECTORY] = json.dumps(code_uri)
     algorithm = {"TrainingImage": image, "TrainingInputMode": "File"}
     if metric_definitions:
         algorithm["MetricDefinitions"] = [{"Name": n, "Regex": r} for n, r in metric_definitions.items()]
@@ -121,7 +116,7 @@ def training_request(*, job_name, image, code_uri, channels, hyperparameters, ou
         request["EnableManagedSpotTraining"] = True
         request["StoppingCondition"]["MaxWaitTimeInSeconds"] = int(max_wait or max_runtime)
     if checkpoint_uri:  # synced both ways with sm_checkpoint_dir(); with spot, a restarted job resumes from it
-        request["CheckpointConfig"] = {"S3Uri": checkpoint_uri, "LocalPath": "/opt/ml/checkpoints"}
+        request["CheckpointConfig"] = {"S3Uri": checkpoint_uri, "LocalPath": CHECKPOINT_DIR}
     return request
 
 
@@ -130,8 +125,8 @@ def processing_request(*, job_name, image, code_uri, inputs, outputs, role=None,
                        sourcedir_sha256="", program=PROCESS_PROGRAM):
     code_local = f"{PROCESSING_ROOT}/input/{CODE_INPUT}"
     environment = dict(environment or {})
-    environment["SAGEMAKER_PROGRAM"] = program
-    environment["SAGEMAKER_SUBMIT_DIRECTORY"] = f"{code_local}/{SOURCEDIR_NAME}"
+    environment[ENV_PROGRAM] = program
+    environment[ENV_SUBMIT_DIRECTORY] = f"{code_local}/{SOURCEDIR_NAME}"
 
     def s3_input(name, uri):
         return {"InputName": name, "AppManaged": False,
@@ -163,8 +158,8 @@ def model_request(*, model_name, image, model_data, role=None, code_uri=None, pr
                   environment=None, sourcedir_sha256=""):
     environment = dict(environment or {})
     if code_uri:
-        environment["SAGEMAKER_SUBMIT_DIRECTORY"] = code_uri
-        environment["SAGEMAKER_PROGRAM"] = program
+        environment[ENV_SUBMIT_DIRECTORY] = code_uri
+        environment[ENV_PROGRAM] = program
     container = {"Image": image, "Environment": environment}
     if model_data:
         container["ModelDataUrl"] = model_data

@@ -28,6 +28,8 @@ import subprocess
 import sys
 
 from .. import spec
+from ..contract import (ENV_BIND_HOST, ENV_BIND_TO_PORT, ENV_MODEL_DATA, ENV_PROCESSING_JOB_NAME, ENV_R_REPOS,
+                        ENV_TRAINING_JOB_NAME, ENV_WORKERS, OPT_ML)
 from ..docker_engine import check_image, container_name, docker_cli, first_line
 from ..errors import SmRMagicError
 from ..paths import container_digest
@@ -57,7 +59,7 @@ def _mount(source, target, readonly=False):
 def _repo_mounts(environment):
     """file:// (or plain path) R repositories named in SM_R_MAGIC_R_REPOS, mounted read-only at the same path."""
     mounts = []
-    for repo in re.split(r"[,\s]+", environment.get("SM_R_MAGIC_R_REPOS", "") or ""):
+    for repo in re.split(r"[,\s]+", environment.get(ENV_R_REPOS, "") or ""):
         path = path_of(repo) if repo.startswith(("file://", "/")) else None
         if path and os.path.isdir(path):
             mounts += _mount(os.path.abspath(path), os.path.abspath(path), readonly=True)
@@ -124,7 +126,7 @@ class DockerLauncher:
         argv += _mount(self.library_dir, IMAGE_LIBRARY)
         argv += _repo_mounts(environment)
         argv += self._user_args(environment)
-        argv += list(extra_mounts) + _mount(folder.root, "/opt/ml") + self.extra_run_args()
+        argv += list(extra_mounts) + _mount(folder.root, OPT_ML) + self.extra_run_args()
         for key, value in environment.items():
             argv += ["-e", f"{key}={value}"]
         return argv
@@ -134,12 +136,12 @@ class DockerLauncher:
         environment = dict(request.get("Environment", {}))
         if kind == "training":
             name = request["TrainingJobName"]
-            environment.setdefault("TRAINING_JOB_NAME", name)
+            environment.setdefault(ENV_TRAINING_JOB_NAME, name)
             image = request["AlgorithmSpecification"]["TrainingImage"]
             command = [image, "train"]
         else:
             name = request["ProcessingJobName"]
-            environment.setdefault("PROCESSING_JOB_NAME", name)
+            environment.setdefault(ENV_PROCESSING_JOB_NAME, name)
             app = request["AppSpecification"]
             entry = list(app.get("ContainerEntrypoint") or [spec.ENTRYPOINT, "process"])
             command = ["--entrypoint", entry[0], app["ImageUri"]] + entry[1:] + list(app.get("ContainerArguments", []))
@@ -181,12 +183,12 @@ class DockerLauncher:
                 jf.fetch(data, os.path.join(folder.path, "model-data"))
                 data = os.path.join(folder.path, "model-data", os.path.basename(data))
             mounts += _mount(os.path.abspath(path_of(data)), MODEL_MOUNT, readonly=True)
-            environment["SM_R_MAGIC_MODEL_DATA"] = MODEL_MOUNT
+            environment[ENV_MODEL_DATA] = MODEL_MOUNT
         workers = int(self.config.workers or 0)
-        if workers and "SM_R_MAGIC_WORKERS" not in environment:
-            environment["SM_R_MAGIC_WORKERS"] = str(workers)
-        environment["SM_R_MAGIC_BIND_HOST"] = "0.0.0.0"  # inside the container; published on 127.0.0.1 only
-        environment.pop("SAGEMAKER_BIND_TO_PORT", None)  # the container listens on 8080, published below
+        if workers and ENV_WORKERS not in environment:
+            environment[ENV_WORKERS] = str(workers)
+        environment[ENV_BIND_HOST] = "0.0.0.0"  # inside the container; published on 127.0.0.1 only
+        environment.pop(ENV_BIND_TO_PORT, None)  # the container listens on 8080, published below
         cname = container_name(folder.name)
         launch = {"environment": environment, "mounts": mounts, "container": cname, "image": container["Image"]}
         return launch, {"container": cname, "image": container["Image"]}

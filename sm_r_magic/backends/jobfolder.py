@@ -14,6 +14,8 @@ import tarfile
 import tempfile
 import time
 
+from ..contract import MODEL_ARTIFACT, OPT_ML, OUTPUT_ARTIFACT
+from ..uris import is_s3, path_of
 from ..paths import container_s3
 
 TERMINAL = ("Completed", "Failed", "Stopped")
@@ -101,24 +103,20 @@ class JobFolder:
 
     def container_path(self, path):
         """/opt/ml/... in a request -> the same place in this job folder."""
-        if path.startswith("/opt/ml"):
-            return self.root + path[len("/opt/ml"):]
+        if path.startswith(OPT_ML):
+            return self.root + path[len(OPT_ML):]
         return path
 
 
 # -- moving data in and out: local paths, file:// and s3:// ----------------------------------------------
 
-def _is_s3(uri):
-    return uri.startswith("s3://")
-
-
 def fetch(uri, dest_dir):
     """Copy what `uri` names into dest_dir (a file keeps its name; a folder's contents are copied)."""
     os.makedirs(dest_dir, exist_ok=True)
-    if _is_s3(uri):
+    if is_s3(uri):
         container_s3().fetch(uri, dest_dir, quiet=True)
         return
-    src = uri[len("file://"):] if uri.startswith("file://") else uri
+    src = path_of(uri)
     if os.path.isdir(src):
         shutil.copytree(src, dest_dir, dirs_exist_ok=True)
     elif os.path.isfile(src):
@@ -129,10 +127,10 @@ def fetch(uri, dest_dir):
 
 def publish_dir(src_dir, uri):
     """Copy a folder's contents to a local path or s3:// prefix (processing outputs)."""
-    if _is_s3(uri):
+    if is_s3(uri):
         container_s3().upload_dir(src_dir, uri)
         return
-    dest = uri[len("file://"):] if uri.startswith("file://") else uri
+    dest = path_of(uri)
     os.makedirs(dest, exist_ok=True)
     shutil.copytree(src_dir, dest, dirs_exist_ok=True)
 
@@ -202,27 +200,27 @@ def stage_processing_inputs(folder, request):
 
 def model_artifact_path(request):
     output = request["OutputDataConfig"]["S3OutputPath"].rstrip("/")
-    return f"{output}/{request['TrainingJobName']}/output/model.tar.gz"
+    return f"{output}/{request['TrainingJobName']}/output/{MODEL_ARTIFACT}"
 
 
 def output_artifact_path(request):
     output = request["OutputDataConfig"]["S3OutputPath"].rstrip("/")
-    return f"{output}/{request['TrainingJobName']}/output/output.tar.gz"
+    return f"{output}/{request['TrainingJobName']}/output/{OUTPUT_ARTIFACT}"
 
 
 def publish_training_outputs(folder, request):
     model_uri = model_artifact_path(request)
-    _publish_file(pack_dir(os.path.join(folder.root, "model"), os.path.join(folder.path, "model.tar.gz")), model_uri)
+    _publish_file(pack_dir(os.path.join(folder.root, "model"), os.path.join(folder.path, MODEL_ARTIFACT)), model_uri)
     data_dir = os.path.join(folder.root, "output", "data")
     if os.path.isdir(data_dir) and os.listdir(data_dir):
-        _publish_file(pack_dir(data_dir, os.path.join(folder.path, "output.tar.gz")), output_artifact_path(request))
+        _publish_file(pack_dir(data_dir, os.path.join(folder.path, OUTPUT_ARTIFACT)), output_artifact_path(request))
 
 
 def _publish_file(path, uri):
-    if _is_s3(uri):
+    if is_s3(uri):
         container_s3().upload_file(path, uri)
         return
-    dest = uri[len("file://"):] if uri.startswith("file://") else uri
+    dest = path_of(uri)
     os.makedirs(os.path.dirname(dest), exist_ok=True)
     if os.path.abspath(dest) != os.path.abspath(path):
         shutil.copy2(path, dest)

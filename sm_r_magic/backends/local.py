@@ -9,6 +9,8 @@ import sys
 import time
 
 from .. import rtools, spec
+from ..contract import (ENV_BIND_HOST, ENV_BIND_TO_PORT, ENV_MODEL_DATA, ENV_PROCESSING_JOB_NAME, ENV_PYTHON,
+                        ENV_R_LIBRARY, ENV_ROOT, ENV_RSCRIPT, ENV_TRAINING_JOB_NAME, ENV_WORKERS)
 from ..paths import CONTAINER_DIR, ENTRYPOINT
 from ..uris import is_s3, path_of
 from . import jobfolder as jf
@@ -32,11 +34,11 @@ class ProcessLauncher:
 
     def _base_env(self, root):
         return {
-            "SM_R_MAGIC_ROOT": root,
-            "SM_R_MAGIC_PYTHON": sys.executable,
-            "SM_R_MAGIC_RSCRIPT": rtools.find_rscript(self.config.rscript) or self.config.rscript,
+            ENV_ROOT: root,
+            ENV_PYTHON: sys.executable,
+            ENV_RSCRIPT: rtools.find_rscript(self.config.rscript) or self.config.rscript,
             # per-job R packages (container/packages.R): this machine's cached library, reused by later jobs
-            "SM_R_MAGIC_R_LIBRARY": os.path.join(self.backend.root, "r-library"),
+            ENV_R_LIBRARY: os.path.join(self.backend.root, "r-library"),
         }
 
     # -- jobs --------------------------------------------------------------------------------------------
@@ -44,10 +46,10 @@ class ProcessLauncher:
         env = self._base_env(folder.root)
         env.update(request.get("Environment", {}))
         if kind == "training":
-            env["TRAINING_JOB_NAME"] = request["TrainingJobName"]
+            env[ENV_TRAINING_JOB_NAME] = request["TrainingJobName"]
             argv = ["/bin/sh", ENTRYPOINT, "train"]
         else:
-            env["PROCESSING_JOB_NAME"] = request["ProcessingJobName"]
+            env[ENV_PROCESSING_JOB_NAME] = request["ProcessingJobName"]
             app = request["AppSpecification"]
             argv = [a.replace(spec.CONTAINER_DIR, CONTAINER_DIR) for a in app.get("ContainerEntrypoint", [])]
             argv += app.get("ContainerArguments", [])
@@ -73,9 +75,9 @@ class ProcessLauncher:
     def _serve_env(self, folder, model, port):
         container = model["PrimaryContainer"]
         env = self._base_env(folder.root)
-        env.update({"SAGEMAKER_BIND_TO_PORT": str(port), "SM_R_MAGIC_BIND_HOST": "127.0.0.1"})
+        env.update({ENV_BIND_TO_PORT: str(port), ENV_BIND_HOST: "127.0.0.1"})
         if self.config.workers:
-            env["SM_R_MAGIC_WORKERS"] = str(self.config.workers)
+            env[ENV_WORKERS] = str(self.config.workers)
         env.update(container.get("Environment", {}))
         data = container.get("ModelDataUrl")
         if data:
@@ -83,7 +85,7 @@ class ProcessLauncher:
                 fetched = os.path.join(folder.path, "model-data")
                 jf.fetch(data, fetched)
                 data = os.path.join(fetched, os.path.basename(data))
-            env["SM_R_MAGIC_MODEL_DATA"] = path_of(data)
+            env[ENV_MODEL_DATA] = path_of(data)
         return env
 
     def start_server(self, folder, env, outlives_kernel):

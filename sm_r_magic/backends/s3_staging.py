@@ -55,7 +55,7 @@ class S3Staging:
         if self.config.bucket:
             name = self.config.bucket
             if is_s3(name):
-                name = name[len("s3://"):].strip("/")
+                name = split_s3(name)[0]
             return aws.check_bucket_name(name)
         session = self.backend.session
         return aws.check_bucket_name(aws.default_bucket_name(session.region, session.account))

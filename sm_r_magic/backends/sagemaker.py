@@ -19,6 +19,7 @@ import boto3  # noqa: F401  (imported here so that a missing boto3 is reported b
 from .. import aws
 from ..contract import NAME_KEY
 from ..errors import SmRMagicError
+from ..uris import is_s3
 from .base import Backend
 from .cloudwatch import LogTail
 from .s3_staging import S3Staging
@@ -155,7 +156,7 @@ class SageMakerBackend(Backend):
         return self.staging.data_uri(uri, option)
 
     def output_uri(self, uri, option):
-        if uri.startswith("s3://"):
+        if is_s3(uri):
             return uri
         raise SmRMagicError(f"{option}: sagemaker jobs write their outputs to S3: give an s3:// URI, or no URI "
                             "for the default location")
