@@ -118,13 +118,23 @@ class LocalBackend(Backend):
 
     # -- submission --------------------------------------------------------------------------------------
     def upload(self, sourcedir, data_uris=()):
+        """Store sourcedir.tar.gz once per content (private to this user: it may hold data and code)."""
         path = self.code_uri(sourcedir)
-        if not os.path.exists(path):  # content-addressed: identical code is stored once
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            tmp = f"{path}.{os.getpid()}.partial"
-            with open(tmp, "wb") as fh:
-                fh.write(sourcedir.data)
-            os.replace(tmp, path)
+        if os.path.exists(path):
+            try:
+                os.chmod(path, 0o600)  # stored by an older version, world-readable
+            except OSError:
+                pass  # another user's: theirs to protect
+            return path
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.partial"
+        try:
+            os.link(sourcedir.path, tmp)  # the built file is already 0600; no copy when on the same filesystem
+        except OSError:
+            with open(sourcedir.path, "rb") as src, open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
+                                                         "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+        os.replace(tmp, path)
         return path
 
     def launch_spec(self, kind, request, folder):

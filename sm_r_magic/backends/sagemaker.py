@@ -272,12 +272,10 @@ class SageMakerBackend(Backend):
                                 "bucket (RMagic.bucket) and your S3 permissions") from None
 
     def _upload(self, sourcedir, data_uris):
-        import io
-
         uploaded = []
         bucket, key = aws.split_s3(self.code_uri(sourcedir))
         if not self._exists(bucket, key):
-            self.s3.upload_fileobj(io.BytesIO(sourcedir.data), bucket, key, Config=self._transfer_config())
+            self.s3.upload_file(sourcedir.path, bucket, key, Config=self._transfer_config())
             uploaded.append(f"s3://{bucket}/{key}")
         uris = data_uris.values() if isinstance(data_uris, dict) else data_uris
         for uri in uris:
