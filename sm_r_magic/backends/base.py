@@ -1,8 +1,10 @@
 """The small interface every backend implements; Job handles call it."""
 
 import os
+import tarfile
 
 from ..errors import SmRMagicError
+from ..sourcedir import member_names
 
 
 class Backend:
@@ -39,6 +41,15 @@ class Backend:
     # -- submission and watching ----------------------------------------------------------------------
     def upload(self, sourcedir, data_uris):
         """Store the code and any local data the request points at."""
+
+    def code_files(self, code_uri):
+        """The file names in a stored sourcedir.tar.gz (a job's code), or None when they cannot be read."""
+        if "://" in code_uri and not code_uri.startswith("file://"):
+            return None
+        try:
+            return member_names(local_path(code_uri, "code"))
+        except (OSError, SmRMagicError, tarfile.TarError):
+            return None
 
     def submit(self, kind, request):
         raise NotImplementedError

@@ -18,6 +18,7 @@ from .base import Backend, local_model_tarball, local_path
 from .endpoint_http import Connections, free_port, ping
 
 STATUS_KEY = {"training": "TrainingJobStatus", "processing": "ProcessingJobStatus"}
+KERNEL_FILESYSTEMS = ("/proc", "/sys")
 
 
 def _time(value):
@@ -53,6 +54,15 @@ def _read_lines(path, cursor=None):
     if not end:
         return [], offset
     return data[:end].decode("utf-8", errors="replace").splitlines(), offset + end
+
+
+def _with_credentials(uri, option):
+    """An s3:// input or output of a local job: the job's runner reads it with this machine's AWS
+    credentials, so without any it would fail only once the job runs."""
+    from ..aws import require_credentials
+
+    require_credentials(f"{option} {uri}")
+    return uri
 
 
 def _die_with_parent():
@@ -91,11 +101,14 @@ class LocalBackend(Backend):
         self.check_root()
 
     def check_root(self):
-        """The artifact root must be a folder we can write, or one we can create (nothing is created here)."""
+        """The artifact root must be a folder we can write, or one we can create (nothing is created here).
+        /proc and /sys are the kernel's, whatever os.access says to root."""
         path = self.root
         while not os.path.exists(path) and os.path.dirname(path) != path:
             path = os.path.dirname(path)
-        if not os.path.isdir(path) or not os.access(path, os.W_OK | os.X_OK):
+        real = os.path.realpath(path)
+        kernel = any(real == top or real.startswith(top + "/") for top in KERNEL_FILESYSTEMS)
+        if kernel or not os.path.isdir(path) or not os.access(path, os.W_OK | os.X_OK):
             raise SmRMagicError(f"cannot keep local jobs under {self.root} ({path} is not a writable folder): "
                                 '%config RMagic.local_root = "~/sm-r-magic" (or set SM_R_MAGIC_LOCAL_ROOT)')
 
@@ -104,11 +117,13 @@ class LocalBackend(Backend):
 
     def data_uri(self, uri, option):
         if uri.startswith("s3://"):
-            return uri
+            return _with_credentials(uri, option)
         return local_path(uri, option)
 
     def output_uri(self, uri, option):
-        return uri if uri.startswith("s3://") else local_path(uri, option, must_exist=False)
+        if uri.startswith("s3://"):
+            return _with_credentials(uri, option)
+        return local_path(uri, option, must_exist=False)
 
     def training_output_path(self):
         return os.path.join(self.root, "output")
@@ -257,7 +272,8 @@ class LocalBackend(Backend):
         return [job for _, job in sorted(found, key=lambda item: item[0])]
 
     def attach(self, name):
-        """A job or endpoint by its exact name, or the latest job whose name starts with `name-`."""
+        """A job or endpoint by its exact name, or the latest job or live endpoint whose name starts with
+        `name-` (the base name given with --name)."""
         from ..jobs import Job
         from ..predictor import Predictor
 
@@ -266,11 +282,20 @@ class LocalBackend(Backend):
         state = self.folder(name).state()
         if state:
             return Job(self, state.get("kind", "training"), name)
-        matches = [job for job in self.list_jobs() if job.name.startswith(name + "-")]
+        matches = [(job.created, job) for job in self.list_jobs() if job.name.startswith(name + "-")]
+        for found in self._endpoint_names(prefix=name + "-"):
+            endpoint = self.endpoint_folder(found).state()
+            if endpoint and endpoint.get("status") != "Deleted":
+                matches.append((endpoint.get("created") or 0, Predictor(self, found, keep=True)))
         if not matches:
-            raise SmRMagicError(f"no local job named {name} under {self.jobs_dir}: "
+            raise SmRMagicError(f"no local job named {name} (nor endpoint) under {self.root}: "
                                 "list them with %r_jobs or sm-r-magic jobs")
-        return matches[-1]
+        return max(matches, key=lambda item: item[0])[1]
+
+    def _endpoint_names(self, prefix=""):
+        if not os.path.isdir(self.endpoints_dir):
+            return []
+        return sorted(n for n in os.listdir(self.endpoints_dir) if n.startswith(prefix))
 
     def delete_job_folder(self, name):
         shutil.rmtree(self.folder(name).path, ignore_errors=True)

@@ -19,6 +19,7 @@ client-side rate limiting if SageMaker throttles anyway (see benchmarks/bench_su
 
 import hashlib
 import os
+import tarfile
 import threading
 import time
 
@@ -26,7 +27,7 @@ import boto3  # noqa: F401  (imported here so that a missing boto3 is reported b
 
 from .. import aws, spec
 from ..errors import SmRMagicError
-from ..sourcedir import file_sha256
+from ..sourcedir import file_sha256, member_names
 from .base import Backend, local_model_tarball, local_path
 
 STATUS_KEY = {"training": "TrainingJobStatus", "processing": "ProcessingJobStatus"}
@@ -302,6 +303,25 @@ class SageMakerBackend(Backend):
             uploaded.append(uri)
         return uploaded
 
+    CODE_FILES_MAX_BYTES = 20 << 20  # a job's code is read back to list its files only up to this size
+
+    def code_files(self, code_uri):
+        """The file names in a job's sourcedir.tar.gz in S3 (one GetObject), or None when unreadable."""
+        import io
+
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if not code_uri.startswith("s3://"):
+            return super().code_files(code_uri)
+        bucket, key = aws.split_s3(code_uri)
+        try:
+            body = self.s3.get_object(Bucket=bucket, Key=key)
+            if body.get("ContentLength", 0) > self.CODE_FILES_MAX_BYTES:
+                return None
+            return member_names(io.BytesIO(body["Body"].read()))
+        except (BotoCoreError, ClientError, OSError, tarfile.TarError):
+            return None
+
     # -- jobs --------------------------------------------------------------------------------------------
     def submit(self, kind, request):
         from ..jobs import Job
@@ -468,10 +488,10 @@ class SageMakerBackend(Backend):
         if name_contains:
             args["NameContains"] = name_contains
         if kind == "training":
-            return [(s["CreationTime"], s["TrainingJobName"]) for s in
-                    self.sm.list_training_jobs(**args).get("TrainingJobSummaries", [])]
-        return [(s["CreationTime"], s["ProcessingJobName"]) for s in
-                self.sm.list_processing_jobs(**args).get("ProcessingJobSummaries", [])]
+            return [(s["CreationTime"], s["TrainingJobName"]) for s in self._call(
+                "list training jobs", self.sm.list_training_jobs, **args).get("TrainingJobSummaries", [])]
+        return [(s["CreationTime"], s["ProcessingJobName"]) for s in self._call(
+            "list processing jobs", self.sm.list_processing_jobs, **args).get("ProcessingJobSummaries", [])]
 
     def list_jobs(self):
         """The account's most recent training and processing jobs (two List calls; oldest first)."""
@@ -613,5 +633,6 @@ class SageMakerBackend(Backend):
         return True
 
     def list_endpoints(self):
-        response = self.sm.list_endpoints(SortBy="CreationTime", SortOrder="Descending", MaxResults=LIST_LIMIT)
+        response = self._call("list endpoints", self.sm.list_endpoints, SortBy="CreationTime", SortOrder="Descending",
+                              MaxResults=LIST_LIMIT)
         return [self._predictor(e["EndpointName"]) for e in reversed(response.get("Endpoints", []))]
