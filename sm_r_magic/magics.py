@@ -143,9 +143,11 @@ class RMagics(Magics):
             return None
         if var:
             self.shell.user_ns[var] = result
-        return result
+        from .progress import summary_printed
 
-    @magic_arguments()
+        return None if summary_printed(result) else result
+
+    @magic_arguments("%r_processing")  # usage: %%r_processing (IPython prefixes one %)
     @argument("--input", action="append", metavar="NAME=URI",
               help="Input copied to sm_input(NAME): a local path, file:// or s3:// URI (repeatable).")
     @argument("--output", action="append", metavar="NAME[=URI]",
@@ -164,7 +166,7 @@ class RMagics(Magics):
                           **_job_kwargs(args))
         return self._run(args, lambda **over: api.processing(cell, **{**kwargs, **over}), "processing", kwargs)
 
-    @magic_arguments()
+    @magic_arguments("%r_train")
     @argument("--channel", action="append", metavar="NAME=URI",
               help="Training channel at sm_channel(NAME): a local path, file:// or s3:// URI (repeatable).")
     @argument("--hp", action="append", metavar="KEY=VALUE",
@@ -194,14 +196,14 @@ class RMagics(Magics):
                           checkpoint_uri=args.checkpoint_uri, max_wait=args.max_wait, **_job_kwargs(args))
         return self._run(args, lambda **over: api.train(cell, **{**kwargs, **over}), "training", kwargs)
 
-    @magic_arguments()
+    @magic_arguments("%r_deploy")
     @argument("--backend", choices=BACKENDS, type=str.lower,
               help="Where to serve: local (default; an R process on 127.0.0.1), docker or sagemaker.")
     @argument("--model", metavar="JOB|NAME|MODEL_TAR_GZ",
               help="A training job handle ({job}), a training job name, or a model.tar.gz path/URI "
                    "(default: this session's latest training job).")
     @argument("--name", help="Base name of the endpoint (a timestamp suffix makes it unique); also the default "
-                             "variable the predictor is stored in.")
+                             "variable the predictor is stored in, when that variable is free (else give --as).")
     @argument("--instance-type", help="Instance type (default RMagic.endpoint_instance_type).")
     @argument("--instance-count", type=int, help="Number of instances (default 1).")
     @argument("--serverless", metavar="MEMORY_MB[,MAX_CONCURRENCY]",

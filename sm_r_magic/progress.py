@@ -143,6 +143,15 @@ def watch(job, progress="auto", timeout=None):
     return job
 
 
+def summary_printed(handle):
+    """Did this cell's text view print the handle's summary? Then displaying it adds nothing (and a terminal
+    would show an empty Out[N]:), so the magic returns None instead."""
+    from .widgets_support import request_id
+
+    key = _key(handle)
+    return key in _SUMMARY_PRINTED and _SUMMARY_PRINTED[key] == request_id()
+
+
 def display_endpoint(predictor):
     view = None
     if _widgets_wanted(_configured()):
