@@ -315,7 +315,8 @@ def test_resubmission_uploads_nothing(sm, moto_server, mtcars_csv, tmp_path):
     bucket, key = aws.split_s3(uri)
     sm.s3.delete_object(Bucket=bucket, Key=key + "one.csv")
     before = len(puts)
-    assert sm.upload(sourcedir.build("train.R", TRAIN, (), None), {"more": uri}) == [uri + "one.csv"]
+    with sourcedir.build("train.R", TRAIN, (), None) as code:
+        assert sm.upload(code, {"more": uri}) == [uri + "one.csv"]
     assert len(puts) == before + 1
 
 
