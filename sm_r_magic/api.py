@@ -3,8 +3,11 @@
     job = sm_r_magic.train(code, name="mtcars-lm", channels={"train": "data/"}, hyperparameters={...})
 """
 
+import json
+import tarfile
+
 from . import config as config_module
-from . import parsing, rtools, sourcedir, spec, views
+from . import limits, parsing, rtools, sourcedir, spec, views
 from .backends import get_backend
 from .errors import JobFailed, SmRMagicError
 from .jobs import SESSION
@@ -17,12 +20,28 @@ def config():
 
 settings = config  # sm_r_magic.settings(): sm_r_magic.config is the submodule
 
+SAVED_PROGRAMS = ("deploy.R", spec.INFERENCE_PROGRAM)  # what serving looks for in model.tar.gz's code/
+ENDPOINT_OPERATIONS = (("CreateModel", "model"), ("CreateEndpointConfig", "endpoint_config"),
+                       ("CreateEndpoint", "endpoint"))
+
 
 def _check_code(code, cfg, backend):
     if code is None or not code.strip():
         raise SmRMagicError("the cell has no R code: write the R code to run below the magic line")
+    _check_encodable(code)
     if backend.name == "local" or rtools.find_rscript(cfg.rscript):
         rtools.check_syntax(code, cfg.rscript)
+
+
+def _check_encodable(code):
+    """A lone surrogate (e.g. "\\ud800" pasted from JSON) cannot be written as UTF-8 for R."""
+    try:
+        code.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        line = code.count("\n", 0, exc.start) + 1
+        column = exc.start - (code.rfind("\n", 0, exc.start) + 1) + 1
+        raise SmRMagicError(f"the cell has a character that is not valid Unicode ({code[exc.start]!r}, line {line}, "
+                            f"column {column}): delete it and type it again") from None
 
 
 def _extra_environment(env, packages, cfg=None, source_dir=None):
@@ -47,14 +66,26 @@ def _resources(cfg, instance_type, instance_count, volume_size, max_runtime):
                 max_runtime=cfg.max_runtime if max_runtime is None else max_runtime)
 
 
-def _prepare(code, program, *, backend, name, files, source_dir, default_name):
+def _start(code, *, backend, name, default_name):
+    """Settings, backend, base name and the cell checked; nothing is built, uploaded or created."""
     cfg = config()
     be = get_backend(backend, cfg)
     base = parsing.validate_base_name(name or default_name)
+    limits.preload()  # read in the background while R checks the cell's syntax
     _check_code(code, cfg, be)
     be.check_ready()
-    src = sourcedir.build(program, code, files, source_dir)
-    return cfg, be, base, src
+    return cfg, be, base
+
+
+def _check_distinct_outputs(outputs):
+    """Two outputs published to one location would overwrite each other's files."""
+    seen = {}
+    for name, uri in outputs.items():
+        key = uri.rstrip("/")
+        if key in seen:
+            raise SmRMagicError(f"--output {seen[key]} and --output {name} both go to {uri}: give each output "
+                                "its own location")
+        seen[key] = name
 
 
 def _show(handle, *, wait, progress, raise_on_failure):
@@ -80,22 +111,24 @@ def processing(code, *, name=None, backend=None, inputs=None, outputs=None, inst
                dry_run=False, progress=None, raise_on_failure=True, volume_size=None, max_runtime=None):
     """Run R code as a processing job. inputs: name -> URI; outputs: name -> URI or None (default location)."""
     resources = _resources(config(), instance_type, instance_count, volume_size, max_runtime)
-    cfg, be, base, src = _prepare(code, spec.PROCESS_PROGRAM, backend=backend, name=name, files=files,
-                                  source_dir=source_dir, default_name="r-processing")
+    cfg, be, base = _start(code, backend=backend, name=name, default_name="r-processing")
     staged = {k: be.data_uri(v, f"--input {k}") for k, v in (inputs or {}).items()}
     inputs = {k: v.uri for k, v in staged.items()}
     if spec.CODE_INPUT in inputs:
         raise SmRMagicError("--input code is reserved for the job's code: choose another input name")
-    job_name = spec.unique_name(base, src.sha256)
-    outputs = {k: (be.output_uri(v, f"--output {k}") if v else be.processing_output_uri(job_name, k))
-               for k, v in (outputs or {}).items()}
-    request = spec.processing_request(
-        job_name=job_name, image=be.image(), role=be.role(), code_uri=be.code_uri(src), inputs=inputs,
-        outputs=outputs, **resources, environment=_extra_environment(env, packages, cfg, source_dir),
-        sourcedir_sha256=src.sha256)
-    if dry_run:
-        return request
-    be.upload(src, staged.values())
+    given = {k: be.output_uri(v, f"--output {k}") for k, v in (outputs or {}).items() if v}
+    _check_distinct_outputs(given)  # default locations are distinct: one folder per output name
+    with sourcedir.build(spec.PROCESS_PROGRAM, code, files, source_dir) as src:
+        job_name = spec.unique_name(base, src.sha256)
+        outputs = {k: given.get(k) or be.processing_output_uri(job_name, k) for k in (outputs or {})}
+        request = spec.processing_request(
+            job_name=job_name, image=be.image(), role=be.role(), code_uri=be.code_uri(src), inputs=inputs,
+            outputs=outputs, **resources, environment=_extra_environment(env, packages, cfg, source_dir),
+            sourcedir_sha256=src.sha256)
+        limits.check("CreateProcessingJob", request, on_sagemaker=be.name == "sagemaker")
+        if dry_run:
+            return request
+        be.upload(src, staged.values())
     job = be.submit("processing", request)
     return _finish(job, wait=cfg.wait if wait is None else wait, progress=progress or cfg.progress,
                    raise_on_failure=raise_on_failure)
@@ -110,18 +143,19 @@ def train(code, *, name=None, backend=None, channels=None, hyperparameters=None,
     resources = _resources(cfg, instance_type, instance_count, volume_size, max_runtime)
     _check_spot(spot, checkpoint_uri, max_wait, resources["max_runtime"],
                 on_sagemaker=(backend or cfg.backend).lower() == "sagemaker")
-    cfg, be, base, src = _prepare(code, spec.TRAIN_PROGRAM, backend=backend, name=name, files=files,
-                                  source_dir=source_dir, default_name="r-training")
+    cfg, be, base = _start(code, backend=backend, name=name, default_name="r-training")
     staged = {k: be.data_uri(v, f"--channel {k}") for k, v in (channels or {}).items()}
     channels = {k: v.uri for k, v in staged.items()}
-    request = spec.training_request(
-        job_name=spec.unique_name(base, src.sha256), image=be.image(), role=be.role(), code_uri=be.code_uri(src),
-        channels=channels, hyperparameters=dict(hyperparameters or {}), output_path=be.training_output_path(),
-        **resources, environment=_extra_environment(env, packages, cfg, source_dir), sourcedir_sha256=src.sha256,
-        spot=spot, max_wait=max_wait, checkpoint_uri=checkpoint_uri, metric_definitions=metrics)
-    if dry_run:
-        return request
-    be.upload(src, staged.values())
+    with sourcedir.build(spec.TRAIN_PROGRAM, code, files, source_dir) as src:
+        request = spec.training_request(
+            job_name=spec.unique_name(base, src.sha256), image=be.image(), role=be.role(), code_uri=be.code_uri(src),
+            channels=channels, hyperparameters=dict(hyperparameters or {}), output_path=be.training_output_path(),
+            **resources, environment=_extra_environment(env, packages, cfg, source_dir), sourcedir_sha256=src.sha256,
+            spot=spot, max_wait=max_wait, checkpoint_uri=checkpoint_uri, metric_definitions=metrics)
+        limits.check("CreateTrainingJob", request, on_sagemaker=be.name == "sagemaker")
+        if dry_run:
+            return request
+        be.upload(src, staged.values())
     job = be.submit("training", request)
     return _finish(job, wait=cfg.wait if wait is None else wait, progress=progress or cfg.progress,
                    raise_on_failure=raise_on_failure)
@@ -142,7 +176,7 @@ def _check_spot(spot, checkpoint_uri, max_wait, max_runtime, on_sagemaker):
 
 def _resolve_model(model, be):
     """--model: a training handle, a training job name, or a model.tar.gz location; default: the session's
-    latest training job."""
+    latest training job. Returns (the location as CreateModel names it, the training job or None)."""
     from .jobs import Job
 
     if model is None:
@@ -164,9 +198,9 @@ def _resolve_model(model, be):
         if status != "Completed":
             raise SmRMagicError(f"--model {model.name} is {status}: deploy a Completed training job"
                                 + (" (wait for it with .wait())" if status == "InProgress" else ""))
-        return be.model_data_uri(model.model_data)
+        return be.model_data_uri(model.model_data), model
     if isinstance(model, str):
-        return be.model_data_uri(model)
+        return be.model_data_uri(model), None
     raise SmRMagicError(f"--model {model!r}: give a training job handle, a training job name or a model.tar.gz")
 
 
@@ -203,6 +237,65 @@ def parse_serverless(text):
     return memory, concurrency
 
 
+def _check_saved_code(job, model_data, environment):
+    """Without deploy code, the endpoint serves code/deploy.R or code/inference.R of model.tar.gz, which
+    holds the training job's code: when that code has neither, say so now, not after an endpoint failed."""
+    if job is None:
+        return  # a model.tar.gz given by location: the server reports what it lacks
+    wanted = [p for p in (environment.get("SAGEMAKER_PROGRAM"),) + SAVED_PROGRAMS if p]
+    submitted = (job.describe(refresh=False).get("HyperParameters") or {}).get("sagemaker_submit_directory")
+    try:
+        code_uri = json.loads(submitted) if submitted else None
+    except ValueError:
+        code_uri = submitted
+    names = job.backend.code_files(code_uri) if isinstance(code_uri, str) else None
+    if names is None or any(p in names for p in wanted):
+        return
+    if not model_data.startswith("s3://"):  # the training code may have written model/code/ itself
+        try:
+            if any(f"code/{p}" in sourcedir.member_names(model_data) for p in wanted):
+                return
+        except (OSError, tarfile.TarError):
+            return  # not a readable model.tar.gz: the server says so
+    raise SmRMagicError(f"--model {job.name}: its training code ({', '.join(sorted(names)) or 'none'}) has no "
+                        f"{' or '.join(wanted)} to serve: write model_fn(model_dir) in a %%r_deploy cell below the "
+                        "magic line (or train with --file deploy.R)")
+
+
+def _deploy_sourcedir(code, files, source_dir):
+    """The deploy cell (as inference.R) with --file/--source-dir files; without a cell, the files alone,
+    served from inference.R or deploy.R among them. None when there is neither."""
+    has_code = bool(code and code.strip())
+    if not has_code and not (files or source_dir):
+        return None, None
+    src = sourcedir.build(spec.INFERENCE_PROGRAM, code if has_code else None, files, source_dir)
+    program = next((p for p in (spec.INFERENCE_PROGRAM, "deploy.R") if p in src.files), None)
+    if program is None:
+        src.discard()
+        raise SmRMagicError("%r_deploy without a cell serves inference.R or deploy.R from --file/--source-dir, and "
+                            "neither is there: write model_fn(model_dir) in the cell, or add that file")
+    return src, program
+
+
+def _endpoint_requests(be, base, model_data, src, program, environment, *, instance_type, instance_count,
+                       serverless):
+    """CreateModel, CreateEndpointConfig and CreateEndpoint, checked against SageMaker's limits."""
+    sha = src.sha256 if src else ""
+    name = spec.unique_name(base, sha or model_data)
+    requests = {
+        "model": spec.model_request(model_name=name, image=be.image(), model_data=model_data, role=be.role(),
+                                    code_uri=be.code_uri(src) if src else None, program=program,
+                                    environment=environment, sourcedir_sha256=sha),
+        "endpoint_config": spec.endpoint_config_request(config_name=name, model_name=name, instance_type=instance_type,
+                                                        instance_count=instance_count, serverless=serverless,
+                                                        sourcedir_sha256=sha),
+        "endpoint": spec.endpoint_request(endpoint_name=name, config_name=name, sourcedir_sha256=sha),
+    }
+    for operation, key in ENDPOINT_OPERATIONS:
+        limits.check(operation, requests[key], on_sagemaker=be.name == "sagemaker")
+    return requests
+
+
 def deploy(code=None, *, model=None, name=None, backend=None, instance_type=None, instance_count=None, env=None,
            files=(), source_dir=None, packages=(), serverless=None, workers=None, keep=False, wait=None,
            dry_run=False, progress=None, raise_on_failure=True):
@@ -215,34 +308,31 @@ def deploy(code=None, *, model=None, name=None, backend=None, instance_type=None
     parsing.check_at_least_one(instance_count, "--instance-count")
     if workers is not None and workers < 0:
         raise SmRMagicError("--workers must be 0 (one per CPU) or more")
+    limits.preload()
     has_code = bool(code and code.strip())
-    if has_code and (be.name == "local" or rtools.find_rscript(cfg.rscript)):
-        rtools.check_syntax(code, cfg.rscript)
+    if has_code:
+        _check_encodable(code)
+        if be.name == "local" or rtools.find_rscript(cfg.rscript):
+            rtools.check_syntax(code, cfg.rscript)
     be.check_ready()
-    staged_model = _resolve_model(model, be)
+    staged_model, job = _resolve_model(model, be)
     model_data = staged_model.uri
-    src = sourcedir.build(spec.INFERENCE_PROGRAM, code, files, source_dir) if has_code else None
-    if not has_code and (files or source_dir):
-        src = sourcedir.build(spec.INFERENCE_PROGRAM, None, files, source_dir)
     environment = _extra_environment(env, packages, cfg, source_dir)
     if workers:
         environment["SM_R_MAGIC_WORKERS"] = str(workers)
-    sha = src.sha256 if src else ""
-    endpoint_name = spec.unique_name(base, sha or model_data)
-    requests = {
-        "model": spec.model_request(model_name=endpoint_name, image=be.image(), model_data=model_data, role=be.role(),
-                                    code_uri=be.code_uri(src) if src else None, environment=environment,
-                                    sourcedir_sha256=sha),
-        "endpoint_config": spec.endpoint_config_request(
-            config_name=endpoint_name, model_name=endpoint_name,
-            instance_type=instance_type or cfg.endpoint_instance_type, instance_count=instance_count or 1,
-            serverless=serverless, sourcedir_sha256=sha),
-        "endpoint": spec.endpoint_request(endpoint_name=endpoint_name, config_name=endpoint_name, sourcedir_sha256=sha),
-    }
-    if dry_run:
-        return {"CreateModel": requests["model"], "CreateEndpointConfig": requests["endpoint_config"],
-                "CreateEndpoint": requests["endpoint"]}
-    be.upload(src, [staged_model])
+    if not (has_code or files or source_dir):
+        _check_saved_code(job, model_data, environment)
+    src, program = _deploy_sourcedir(code, files, source_dir)
+    try:
+        requests = _endpoint_requests(be, base, model_data, src, program, environment, serverless=serverless,
+                                      instance_type=instance_type or cfg.endpoint_instance_type,
+                                      instance_count=instance_count or 1)
+        if dry_run:
+            return {operation: requests[key] for operation, key in ENDPOINT_OPERATIONS}
+        be.upload(src, [staged_model])
+    finally:
+        if src:
+            src.discard()
     predictor = SESSION.add_endpoint(be.deploy(requests, keep=keep))
     return _show(predictor, wait=cfg.wait if wait is None else wait, progress=progress or cfg.progress,
                  raise_on_failure=raise_on_failure)

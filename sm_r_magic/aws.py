@@ -50,11 +50,31 @@ def image_has_registry(uri):
 
 
 def check_image(uri):
-    """The configured image as SageMaker needs it: a registry URI (ECR), not a local tag."""
+    """The configured image as SageMaker needs it: an ECR URI (SageMaker pulls jobs' and endpoints' images
+    from ECR only, unless a private-registry VPC configuration is given, which sm-r-magic does not send)."""
     if not uri or not image_has_registry(uri):
         shown = f" ({uri!r} is a local tag)" if uri else ""
         raise SmRMagicError(f"no SageMaker image{shown}: {IMAGE_HINT}")
+    if not ECR_URI.match(uri):
+        raise SmRMagicError(f"RMagic.image {uri!r} is not in Amazon ECR, and SageMaker runs images from ECR only: "
+                            f"{IMAGE_HINT}")
     return uri
+
+
+def require_credentials(what):
+    """For a local job that reads or writes s3:// (its runner uses this machine's AWS credentials): fail
+    before the job exists, not when it starts. Only looks for credentials; does not call AWS."""
+    try:
+        import boto3
+        from botocore.exceptions import BotoCoreError
+    except ImportError:
+        raise SmRMagicError(f"{what}: s3:// locations need boto3: pip install 'sm-r-magic[aws]'") from None
+    try:
+        found = boto3.session.Session().get_credentials()
+    except BotoCoreError as exc:
+        raise SmRMagicError(f"{what}: the AWS configuration does not work ({exc})") from None
+    if found is None:
+        raise SmRMagicError(f"{what}: {CREDENTIALS_HINT}")
 
 
 def role_from_assumed_role(arn):

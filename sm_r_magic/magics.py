@@ -1,8 +1,10 @@
 """IPython glue only: option parsing with magic_arguments, errors as one-line UsageErrors.
 The work happens in api.py (the same functions the CLI and the R package call)."""
 
+import builtins
 import contextlib
 import json
+import keyword
 import shlex
 
 from IPython.core.error import UsageError
@@ -20,14 +22,15 @@ def _common(func):
         argument("--backend", choices=BACKENDS, type=str.lower,
                  help="Where to run: local (default; this machine's R), docker (the shared image) or sagemaker."),
         argument("--name", help="Base name of the job (a timestamp suffix makes it unique); also the default "
-                                "variable the handle is stored in."),
+                                "variable the handle is stored in, when that variable is free (else give --as)."),
         argument("--instance-type", help="Instance type (default RMagic.instance_type)."),
         argument("--instance-count", type=int, help="Number of instances (default 1)."),
         argument("--volume-size", type=int, help="EBS volume size in GB (default RMagic.volume_size)."),
         argument("--max-run", type=int, metavar="SECONDS", help="Stop the job after this many seconds."),
         argument("--env", action="append", metavar="KEY=VALUE", help="Environment variable for the job (repeatable)."),
         argument("--file", action="append", metavar="PATH", help="Extra file put beside the code (repeatable)."),
-        argument("--source-dir", metavar="DIR", help="Folder whose files are packaged with the cell's code."),
+        argument("--source-dir", metavar="DIR", help="Folder whose files are packaged with the cell's code "
+                                                     "(credential files and .smignore patterns left out)."),
         argument("--packages", metavar="PKG1,PKG2", help="R packages installed at job start when missing."),
         argument("--as", dest="as_var", metavar="VAR", help="Store the handle in this variable."),
         argument("--async", dest="async_", action="store_true", help="Return at once; the job keeps running."),
@@ -79,15 +82,41 @@ class RMagics(Magics):
         parsing.check_at_least_one(args.instance_count, "--instance-count")  # before a --form is shown
 
     def _target_var(self, args):
-        var = args.as_var or (parsing.python_identifier(args.name) if args.name else None)
-        if args.as_var and not args.as_var.isidentifier():
-            raise SmRMagicError(f"--as {args.as_var!r} is not a Python variable name")
+        """The variable the handle goes to: --as VAR, else --name's, if that one is free (unset, or holding a
+        handle of ours from an earlier run). Checked before anything runs, so nothing of the user's is lost."""
+        if args.as_var:
+            if not args.as_var.isidentifier() or keyword.iskeyword(args.as_var):
+                raise SmRMagicError(f"--as {args.as_var!r} is not a Python variable name")
+            return args.as_var
+        if not args.name:
+            return None
+        var = parsing.python_identifier(args.name)
+        taken = None if args.dry_run or getattr(args, "form", False) else self._taken(var)
+        if taken:
+            raise SmRMagicError(f"--name {args.name} would store the handle in `{var}`, which {taken}: add "
+                                f"--as VAR to store it in another variable (e.g. --as {var}_job)")
         return var
+
+    def _taken(self, var):
+        """Why `var` cannot receive a handle, or None when it can."""
+        from .jobs import Job
+        from .predictor import Predictor
+
+        if keyword.iskeyword(var):
+            return "is a Python keyword"
+        if var in self.shell.user_ns:
+            value = self.shell.user_ns[var]
+            return None if isinstance(value, (Job, Predictor)) else f"already holds a {type(value).__name__}"
+        if hasattr(builtins, var):
+            return "is a Python builtin"
+        return None
 
     def _run(self, args, submit, kind=None, kwargs=None):
         """Validate, submit, store the handle; every SmRMagicError becomes a one-line UsageError.
 
-        With --form, `submit(**overrides)` is handed to a launch form instead of being called once."""
+        With --form, `submit(**overrides)` is handed to a launch form instead of being called once. The
+        handle is the cell's result unless the cell already printed its summary (it would display as nothing)."""
+        var = None
         try:
             with usage_errors():
                 self._check_count(args)
@@ -104,7 +133,7 @@ class RMagics(Magics):
             raise
         except Exception as exc:
             failed_job = getattr(exc, "job", None)
-            if failed_job is not None and (var := self._target_var(args)):
+            if failed_job is not None and var:
                 self.shell.user_ns[var] = failed_job  # the handle stays reachable for logs()
             raise
         if args.dry_run:
@@ -112,9 +141,9 @@ class RMagics(Magics):
             return None
         if var:
             self.shell.user_ns[var] = result
-        return result
+        return None if views.summary_printed(result) else result
 
-    @magic_arguments()
+    @magic_arguments("%r_processing")  # usage: %%r_processing (IPython prefixes one %)
     @argument("--input", action="append", metavar="NAME=URI",
               help="Input copied to sm_input(NAME): a local path, file:// or s3:// URI (repeatable).")
     @argument("--output", action="append", metavar="NAME[=URI]",
@@ -133,7 +162,7 @@ class RMagics(Magics):
                           **_job_kwargs(args))
         return self._run(args, lambda **over: api.processing(cell, **{**kwargs, **over}), "processing", kwargs)
 
-    @magic_arguments()
+    @magic_arguments("%r_train")
     @argument("--channel", action="append", metavar="NAME=URI",
               help="Training channel at sm_channel(NAME): a local path, file:// or s3:// URI (repeatable).")
     @argument("--hp", action="append", metavar="KEY=VALUE",
@@ -163,14 +192,14 @@ class RMagics(Magics):
                           checkpoint_uri=args.checkpoint_uri, max_wait=args.max_wait, **_job_kwargs(args))
         return self._run(args, lambda **over: api.train(cell, **{**kwargs, **over}), "training", kwargs)
 
-    @magic_arguments()
+    @magic_arguments("%r_deploy")
     @argument("--backend", choices=BACKENDS, type=str.lower,
               help="Where to serve: local (default; an R process on 127.0.0.1), docker or sagemaker.")
     @argument("--model", metavar="JOB|NAME|MODEL_TAR_GZ",
               help="A training job handle ({job}), a training job name, or a model.tar.gz path/URI "
                    "(default: this session's latest training job).")
     @argument("--name", help="Base name of the endpoint (a timestamp suffix makes it unique); also the default "
-                             "variable the predictor is stored in.")
+                             "variable the predictor is stored in, when that variable is free (else give --as).")
     @argument("--instance-type", help="Instance type (default RMagic.endpoint_instance_type).")
     @argument("--instance-count", type=int, help="Number of instances (default 1).")
     @argument("--serverless", metavar="MEMORY_MB[,MAX_CONCURRENCY]",
@@ -178,7 +207,8 @@ class RMagics(Magics):
     @argument("--workers", type=int, help="R worker processes serving requests (default: one per CPU).")
     @argument("--env", action="append", metavar="KEY=VALUE", help="Environment variable for the server (repeatable).")
     @argument("--file", action="append", metavar="PATH", help="Extra file put beside the code (repeatable).")
-    @argument("--source-dir", metavar="DIR", help="Folder whose files are packaged with the cell's code.")
+    @argument("--source-dir", metavar="DIR", help="Folder whose files are packaged with the cell's code "
+                                                  "(credential files and .smignore patterns left out).")
     @argument("--packages", metavar="PKG1,PKG2", help="R packages installed at server start when missing.")
     @argument("--keep", action="store_true", help="Keep a local endpoint running after this kernel shuts down.")
     @argument("--as", dest="as_var", metavar="VAR", help="Store the predictor in this variable.")

@@ -37,7 +37,7 @@ def test_processing_then_training_as_written(shell, mtcars_csv, capsys):
                              f"--name prep --input raw={mtcars_csv} --output train --output test", PREP)
     assert error is None
     prep = shell.user_ns["prep"]
-    assert result is prep
+    assert result is None  # its summary is printed: the cell shows no (empty) Out[N]
     assert prep.status == "Completed"
     assert set(prep.outputs) == {"train", "test"}
     train_csv = os.path.join(prep.outputs["train"], "train.csv")
@@ -50,7 +50,7 @@ def test_processing_then_training_as_written(shell, mtcars_csv, capsys):
                              '--hp formula="mpg ~ wt + hp" --as job', TRAIN)
     assert error is None
     job = shell.user_ns["job"]
-    assert result is job and "mtcars_lm" not in shell.user_ns
+    assert result is None and "mtcars_lm" not in shell.user_ns
     assert job.status == "Completed"
     assert job.name.startswith("mtcars-lm-")
     assert job.hyperparameters == {"formula": "mpg ~ wt + hp"}

@@ -220,16 +220,17 @@ def test_magics_end_to_end(shell, moto_server, fast, mtcars_csv, capsys):
     backend = configure_shell(shell)
     trained = capture(backend, "CreateTrainingJob")
     result, error = run_cell(shell, "r_train", f'--backend sagemaker --name mtcars-lm --channel train={mtcars_csv} '
-                                               '--hp formula="mpg ~ wt" --instance-type ml.c5.large', TRAIN)
+                                               '--hp formula="mpg ~ wt" --instance-type ml.c5.xlarge', TRAIN)
     assert error is None, error
     job = shell.user_ns["mtcars_lm"]
-    assert result is job and job.backend_name == "sagemaker" and job.status == "Completed"
+    assert result is None  # the cell printed the summary: no empty Out[N] (tests/test_terminal.py)
+    assert job.backend_name == "sagemaker" and job.status == "Completed"
     assert job.model_data == f"s3://{BUCKET}/sm-r-magic/output/{job.name}/output/model.tar.gz"
     assert job.hyperparameters == {"formula": "mpg ~ wt"}
     out = capsys.readouterr().out
     assert f"training job {job.name} on sagemaker" in out and "Completed" in out
     (request,) = trained
-    assert request["ResourceConfig"]["InstanceType"] == "ml.c5.large"
+    assert request["ResourceConfig"]["InstanceType"] == "ml.c5.xlarge"
     channel = request["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"]
     keys = s3_keys(moto_server)
     assert channel.split(f"{BUCKET}/", 1)[1] in keys
@@ -315,7 +316,8 @@ def test_resubmission_uploads_nothing(sm, moto_server, mtcars_csv, tmp_path):
     bucket, key = aws.split_s3(uri)
     sm.client("s3").delete_object(Bucket=bucket, Key=key + "one.csv")
     before = len(puts)
-    assert sm.upload(sourcedir.build("train.R", TRAIN, (), None), [staged]) == [uri + "one.csv"]
+    with sourcedir.build("train.R", TRAIN, (), None) as code:
+        assert sm.upload(code, [staged]) == [uri + "one.csv"]
     assert len(puts) == before + 1
 
 
@@ -355,6 +357,7 @@ def test_upload_failure_is_one_line(sm, moto_server):
 @pytest.mark.parametrize("setting, value, expected", [
     ("image", "", "sm-r-magic image build --push"),
     ("image", "sm-r-magic:latest", "sm-r-magic image build --push"),  # the default local tag
+    ("image", "docker.io/library/r-base:4.2.2", "is not in Amazon ECR"),  # SageMaker pulls from ECR only
     ("role", "", "RMagic.role"),
     ("role", "arn:aws:iam::123:role/short-account", "not an IAM role ARN"),
     ("bucket", "Not_A_Bucket", "not a valid S3 bucket name"),
@@ -800,3 +803,80 @@ def test_training_job_to_endpoint(sm, moto_server):
     predictor = sm.deploy(requests)
     assert sent[0]["PrimaryContainer"]["ModelDataUrl"] == job.model_data
     assert predictor.describe()["EndpointStatus"] == "InService"
+
+
+# -- checked before anything is uploaded or created ----------------------------------------------------------
+
+def nothing_created(server):
+    assert server.client("s3").list_buckets()["Buckets"] == []
+    client = server.client("sagemaker")
+    assert client.list_training_jobs()["TrainingJobSummaries"] == []
+    assert client.list_processing_jobs()["ProcessingJobSummaries"] == []
+    assert client.list_models()["Models"] == []
+
+
+@pytest.mark.parametrize("magic, line, expected", [
+    ("r_train", "--instance-type ml.m5.hugex", "--instance-type ml.m5.hugex is not a SageMaker training instance"),
+    ("r_train", "--hp formula=" + "y" * 2600, "--hp formula: the JSON-encoded value is 2,602 characters long"),
+    ("r_train", "--max-run 2500000", "--max-run 2500000 is above SageMaker's maximum of 2,419,200"),
+    ("r_processing", "--output a=s3://b/x --output b=s3://b/x/", "--output a and --output b both go to s3://b/x/"),
+    ("r_processing", "--input raw=s3://b/" + "k" * 1030, "--input raw: the value is 1,037 characters long"),
+    ("r_train", "--checkpoint-uri s3://b/" + "c" * 1030, "--checkpoint-uri: the value is 1,037 characters long"),
+])
+def test_limits_are_checked_before_any_upload(shell, moto_server, fast, magic, line, expected):
+    configure_shell(shell)
+    _, error = run_cell(shell, magic, f"--backend sagemaker {line}", TRAIN if magic == "r_train" else PROCESS)
+    assert type(error).__name__ == "UsageError" and "\n" not in str(error), error
+    assert expected in str(error)
+    nothing_created(moto_server)
+
+
+def test_listing_without_credentials_is_one_line(shell, moto_server, monkeypatch, capsys):
+    configure_shell(shell)
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    for line in ("r_jobs --backend sagemaker", "r_endpoints --backend sagemaker"):
+        result = shell.run_cell(f"%{line}")
+        assert type(result.error_in_exec).__name__ == "UsageError", (line, result.error_in_exec)
+        assert str(result.error_in_exec).startswith("no AWS credentials found")
+    assert "Traceback" not in capsys.readouterr().out
+
+
+def test_secrets_in_the_source_dir_never_reach_s3(sm, moto_server, tmp_path, capsys):
+    import io
+    import tarfile
+
+    folder = tmp_path / "project"
+    (folder / ".aws").mkdir(parents=True)
+    (folder / ".aws" / "credentials").write_text("[default]\naws_secret_access_key = SECRET\n")
+    (folder / ".Renviron").write_text("GITHUB_PAT=SECRET\n")
+    (folder / "helpers.R").write_text("h <- 1\n")
+    job = api.train(TRAIN, source_dir=str(folder), wait=False)
+    code = json.loads(job.describe()["HyperParameters"]["sagemaker_submit_directory"])
+    bucket, key = aws.split_s3(code)
+    body = moto_server.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+        assert sorted(tar.getnames()) == ["helpers.R", "train.R"]
+    assert b"SECRET" not in gzip_open(body)
+    assert ".Renviron" in capsys.readouterr().err
+
+
+def gzip_open(data):
+    import gzip
+
+    return gzip.decompress(data)
+
+
+def test_deploy_without_code_checks_the_jobs_code_in_s3(sm, moto_server, tmp_path):
+    """moto writes no model.tar.gz: the check reads the training job's sourcedir.tar.gz from S3 instead."""
+    job = api.train(TRAIN, name="plain", wait=True, progress="none")
+    with pytest.raises(SmRMagicError, match=f"--model {job.name}: its training code \\(train.R\\) has no deploy.R"):
+        api.deploy(model=job, progress="none")
+    assert moto_server.client("sagemaker").list_models()["Models"] == []
+    deploy_r = tmp_path / "deploy.R"
+    deploy_r.write_text("model_fn <- function(model_dir) 1\n")
+    seeded = api.train(TRAIN, name="seeded", files=[str(deploy_r)], wait=True, progress="none")
+    predictor = api.deploy(model=seeded, wait=False, progress="none")
+    assert predictor.backend_name == "sagemaker"
+    (model,) = moto_server.client("sagemaker").list_models()["Models"]
+    predictor.delete()

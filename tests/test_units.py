@@ -1,10 +1,10 @@
 """Pure pieces: the deterministic sourcedir, request builders, option parsing."""
 
+import hashlib
 import io
 import json
 import os
 import tarfile
-import time
 
 import pytest
 
@@ -19,14 +19,15 @@ def test_sourcedir_is_deterministic(tmp_path):
     (src / "a.R").write_text("a <- 1\n")
     (src / "__pycache__").mkdir()
     (src / "__pycache__" / "junk.pyc").write_bytes(b"junk")
-    first = sourcedir.build("train.R", "x <- 1\n", source_dir=str(src))
-    time.sleep(1.1)
-    os.utime(src / "a.R")  # a new mtime must not change the bytes
-    second = sourcedir.build("train.R", "x <- 1\n", source_dir=str(src))
-    assert first.data == second.data and first.sha256 == second.sha256
-    assert sourcedir.build("train.R", "x <- 2\n", source_dir=str(src)).sha256 != first.sha256
-    with tarfile.open(fileobj=io.BytesIO(first.data)) as tar:
-        members = tar.getmembers()
+    with sourcedir.build("train.R", "x <- 1\n", source_dir=str(src)) as first:
+        os.utime(src / "a.R", (1, 1))  # a new mtime must not change the bytes
+        with sourcedir.build("train.R", "x <- 1\n", source_dir=str(src)) as second:
+            assert first.read_bytes() == second.read_bytes() and first.sha256 == second.sha256
+        with sourcedir.build("train.R", "x <- 2\n", source_dir=str(src)) as third:
+            assert third.sha256 != first.sha256
+        assert hashlib.sha256(first.read_bytes()).hexdigest() == first.sha256
+        with tarfile.open(fileobj=io.BytesIO(first.read_bytes())) as tar:
+            members = tar.getmembers()
     assert [m.name for m in members] == ["R/b.R", "a.R", "train.R"]
     assert all(m.mtime == 0 and m.uid == 0 and m.gid == 0 and m.uname == "" for m in members)
 
@@ -35,8 +36,9 @@ def test_sourcedir_files_order_does_not_matter(tmp_path):
     a, b = tmp_path / "a.R", tmp_path / "b.R"
     a.write_text("1")
     b.write_text("2")
-    assert (sourcedir.build("p.R", "x", files=[str(a), str(b)]).sha256
-            == sourcedir.build("p.R", "x", files=[str(b), str(a)]).sha256)
+    with sourcedir.build("p.R", "x", files=[str(a), str(b)]) as ab, \
+            sourcedir.build("p.R", "x", files=[str(b), str(a)]) as ba:
+        assert ab.sha256 == ba.sha256
 
 
 def test_sourcedir_rejects_program_clash(tmp_path):

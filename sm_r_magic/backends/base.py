@@ -3,10 +3,12 @@ it, and what handles (Job, Predictor) call to watch and control what runs. Backe
 ipywidgets or the views: they also run without a kernel (the R package, the CLI, tests)."""
 
 import os
+import tarfile
 
 from ..archives import UnsafeArchive, check_archive
 from ..errors import SmRMagicError
-from ..uris import local_path
+from ..sourcedir import member_names
+from ..uris import is_s3, local_path
 
 
 class Backend:
@@ -54,6 +56,15 @@ class Backend:
     # -- submission and watching -------------------------------------------------------------------------
     def upload(self, sourcedir, staged=()):
         """Store the code and the local data of the uris.Staged values data_uri()/model_data_uri() gave."""
+
+    def code_files(self, code_uri):
+        """The file names in a stored sourcedir.tar.gz (a job's code), or None when they cannot be read."""
+        if is_s3(code_uri):
+            return None
+        try:
+            return member_names(local_path(code_uri, "code"))
+        except (OSError, SmRMagicError, tarfile.TarError):
+            return None
 
     def submit(self, kind, request):
         """Create the job (CreateTrainingJob / CreateProcessingJob) -> jobs.Job."""

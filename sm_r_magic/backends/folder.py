@@ -10,6 +10,7 @@ this machine's Rscript, or `docker run`), for jobs and for endpoint servers.
 """
 
 import os
+import shutil
 
 from .. import spec
 from ..errors import SmRMagicError
@@ -17,6 +18,18 @@ from ..uris import Staged, is_s3, local_path
 from .base import Backend, local_model_tarball
 from .folder_endpoints import FolderEndpoints
 from .folder_jobs import FolderJobs
+
+
+KERNEL_FILESYSTEMS = ("/proc", "/sys")
+
+
+def _with_credentials(uri, option):
+    """An s3:// input or output of a local job: the job's runner reads it with this machine's AWS credentials,
+    so without any it would fail only once the job runs."""
+    from ..aws import require_credentials
+
+    require_credentials(f"{option} {uri}")
+    return uri
 
 
 class FolderBackend(Backend):
@@ -41,11 +54,14 @@ class FolderBackend(Backend):
         self.check_root()
 
     def check_root(self):
-        """The artifact root must be a folder we can write, or one we can create (nothing is created here)."""
+        """The artifact root must be a folder we can write, or one we can create (nothing is created here).
+        /proc and /sys are the kernel's, whatever os.access says to root."""
         path = self.root
         while not os.path.exists(path) and os.path.dirname(path) != path:
             path = os.path.dirname(path)
-        if not os.path.isdir(path) or not os.access(path, os.W_OK | os.X_OK):
+        real = os.path.realpath(path)
+        kernel = any(real == top or real.startswith(top + "/") for top in KERNEL_FILESYSTEMS)
+        if kernel or not os.path.isdir(path) or not os.access(path, os.W_OK | os.X_OK):
             raise SmRMagicError(f"cannot keep local jobs under {self.root} ({path} is not a writable folder): "
                                 '%config RMagic.local_root = "~/sm-r-magic" (or set SM_R_MAGIC_LOCAL_ROOT)')
 
@@ -53,10 +69,10 @@ class FolderBackend(Backend):
         return os.path.join(self.root, "sourcedir", sourcedir.sha256, spec.SOURCEDIR_NAME)
 
     def data_uri(self, uri, option):
-        return Staged(uri if is_s3(uri) else local_path(uri, option))
+        return Staged(_with_credentials(uri, option) if is_s3(uri) else local_path(uri, option))
 
     def output_uri(self, uri, option):
-        return uri if is_s3(uri) else local_path(uri, option, must_exist=False)
+        return _with_credentials(uri, option) if is_s3(uri) else local_path(uri, option, must_exist=False)
 
     def training_output_path(self):
         return os.path.join(self.root, "output")
@@ -68,16 +84,26 @@ class FolderBackend(Backend):
         return Staged(uri if is_s3(uri) else local_model_tarball(uri))
 
     def upload(self, sourcedir, staged=()):
-        """Store the code, content-addressed (identical code is stored once); local data stays where it is."""
+        """Store the code once per content, private to this user (it may hold data and code); local data stays
+        where it is."""
         if sourcedir is None:
             return None
         path = self.code_uri(sourcedir)
-        if not os.path.exists(path):
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            tmp = f"{path}.{os.getpid()}.partial"
-            with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
-                fh.write(sourcedir.data)
-            os.replace(tmp, path)
+        if os.path.exists(path):
+            try:
+                os.chmod(path, 0o600)  # stored by an older version, world-readable
+            except OSError:
+                pass  # another user's: theirs to protect
+            return path
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.partial"
+        try:
+            os.link(sourcedir.path, tmp)  # the built file is already 0600; no copy when on the same filesystem
+        except OSError:
+            with open(sourcedir.path, "rb") as src, open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
+                                                         "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+        os.replace(tmp, path)
         return path
 
     # -- jobs --------------------------------------------------------------------------------------------
@@ -97,16 +123,22 @@ class FolderBackend(Backend):
         return self.jobs.list()
 
     def attach(self, name):
-        """A job or endpoint by its exact name, or the latest job whose name starts with `name-`."""
+        """A job or endpoint by its exact name, or the latest job or live endpoint whose name starts with `name-`
+        (the base name given with --name). An attached endpoint is not deleted when this kernel exits."""
         from ..predictor import Predictor
 
         if self.endpoints.exists(name):
-            return Predictor(self, name, keep=True)  # attached: not deleted when this kernel exits
-        job = self.jobs.attach(name)
-        if job is None:
-            raise SmRMagicError(f"no {self.name} job named {name} under {self.jobs.jobs_dir}: "
+            return Predictor(self, name, keep=True)
+        exact = self.jobs.folder(name).state()
+        if exact:
+            return self.jobs.attach(name)
+        matches = [(job.created, job) for job in self.jobs.list() if job.name.startswith(name + "-")]
+        matches += [(created, Predictor(self, found, keep=True))
+                    for created, found in self.endpoints.live_names(prefix=name + "-")]
+        if not matches:
+            raise SmRMagicError(f"no {self.name} job named {name} (nor endpoint) under {self.root}: "
                                 "list them with %r_jobs or sm-r-magic jobs")
-        return job
+        return max(matches, key=lambda item: item[0])[1]
 
     # -- endpoints ---------------------------------------------------------------------------------------
     def deploy(self, requests, keep=False):

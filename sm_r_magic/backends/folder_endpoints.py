@@ -41,6 +41,17 @@ class FolderEndpoints:
     def exists(self, name):
         return self.folder(name).exists()
 
+    def live_names(self, prefix=""):
+        """(creation time, name) of every endpoint not deleted whose name starts with `prefix`."""
+        if not os.path.isdir(self.endpoints_dir):
+            return []
+        found = []
+        for name in sorted(os.listdir(self.endpoints_dir)):
+            state = self.folder(name).state() if name.startswith(prefix) else None
+            if state and state.get("status") != "Deleted":
+                found.append((state.get("created") or 0, name))
+        return found
+
     # -- creating ----------------------------------------------------------------------------------------
     def deploy(self, requests, keep=False):
         from ..predictor import Predictor

@@ -16,7 +16,7 @@ import os
 
 from .. import aws, spec
 from ..errors import SmRMagicError
-from ..sourcedir import file_sha256
+from ..sourcedir import file_sha256, member_names
 from ..uris import Staged, is_s3, local_path, split_s3
 from .base import local_model_tarball
 
@@ -179,8 +179,25 @@ class S3Staging:
         bucket, key = split_s3(self.code_uri(sourcedir))
         if self._exists(bucket, key):
             return []
-        self.s3.upload_fileobj(io.BytesIO(sourcedir.data), bucket, key, Config=self._transfer_config())
+        self.s3.upload_file(sourcedir.path, bucket, key, Config=self._transfer_config())
         return [f"s3://{bucket}/{key}"]
+
+    CODE_FILES_MAX_BYTES = 20 << 20  # a job's code is read back to list its files only up to this size
+
+    def code_files(self, code_uri):
+        """The file names in a stored sourcedir.tar.gz (one GetObject), or None when unreadable."""
+        import tarfile
+
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        bucket, key = split_s3(code_uri)
+        try:
+            body = self.s3.get_object(Bucket=bucket, Key=key)
+            if body.get("ContentLength", 0) > self.CODE_FILES_MAX_BYTES:
+                return None
+            return member_names(io.BytesIO(body["Body"].read()))
+        except (BotoCoreError, ClientError, OSError, tarfile.TarError):
+            return None
 
     def _upload_staged(self, item):
         if not item.source:

@@ -173,6 +173,12 @@ class SageMakerBackend(Backend):
     def upload(self, sourcedir, staged=()):
         return self.staging.upload(sourcedir, staged)
 
+    def code_files(self, code_uri):
+        """The file names in a job's sourcedir.tar.gz in S3 (one GetObject), or None when unreadable."""
+        if not is_s3(code_uri):
+            return super().code_files(code_uri)
+        return self.staging.code_files(code_uri)
+
     # -- jobs --------------------------------------------------------------------------------------------
     def submit(self, kind, request):
         from ..jobs import Job
@@ -224,10 +230,10 @@ class SageMakerBackend(Backend):
         if name_contains:
             args["NameContains"] = name_contains
         if kind == "training":
-            return [(s["CreationTime"], s["TrainingJobName"]) for s in
-                    self.sm.list_training_jobs(**args).get("TrainingJobSummaries", [])]
-        return [(s["CreationTime"], s["ProcessingJobName"]) for s in
-                self.sm.list_processing_jobs(**args).get("ProcessingJobSummaries", [])]
+            return [(s["CreationTime"], s["TrainingJobName"]) for s in self._call(
+                "list training jobs", self.sm.list_training_jobs, **args).get("TrainingJobSummaries", [])]
+        return [(s["CreationTime"], s["ProcessingJobName"]) for s in self._call(
+            "list processing jobs", self.sm.list_processing_jobs, **args).get("ProcessingJobSummaries", [])]
 
     def list_jobs(self):
         """The account's most recent training and processing jobs (two List calls; oldest first)."""
@@ -365,5 +371,6 @@ class SageMakerBackend(Backend):
         return True
 
     def list_endpoints(self):
-        response = self.sm.list_endpoints(SortBy="CreationTime", SortOrder="Descending", MaxResults=LIST_LIMIT)
+        response = self._call("list endpoints", self.sm.list_endpoints, SortBy="CreationTime", SortOrder="Descending",
+                              MaxResults=LIST_LIMIT)
         return [self._predictor(e["EndpointName"]) for e in reversed(response.get("Endpoints", []))]

@@ -16,7 +16,7 @@ import sys
 import time
 
 from ..handle import Handle
-from .text import TextView, older_note, print_jobs_table, print_summary_once
+from .text import TextView, older_note, print_jobs_table, print_summary_once, summary_printed  # noqa: F401
 
 TICK_SECONDS = 1.0  # a waiting view's clock advances this often, whatever the backend's polling pace
 RECENT_JOBS = 20  # %r_jobs lists this many of the most recent jobs (like the sagemaker backend's LIST_LIMIT)

@@ -68,6 +68,13 @@ class TextView:
                    f"(or sm_r_magic.attach({name!r})), stop it with .stop()")
 
 
+def summary_printed(handle):
+    """Did this cell's text view print the handle's summary? Then displaying it adds nothing (and a terminal would
+    show an empty Out[N]:), so the magic returns None instead."""
+    key = handle_key(handle)
+    return key in SUMMARY_PRINTED and SUMMARY_PRINTED[key] == request_id()
+
+
 def print_summary_once(handle):
     """The handle as a cell's result in text mode: its summary, unless this cell's text view printed it."""
     shown_in = SUMMARY_PRINTED.pop(handle_key(handle), None)
