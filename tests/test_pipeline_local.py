@@ -42,6 +42,18 @@ sm_report(list(regression_metrics = list(rmse = list(value = rmse))), output = "
 CONDITION = "evaluate.evaluation/evaluation.json:regression_metrics.rmse.value <= {}"
 
 
+@pytest.fixture(autouse=True)
+def nothing_left_running(settings, local_root):
+    """Whatever a test leaves running (a failed assertion before a stop) is stopped after it."""
+    yield
+    pipelines = local_root / "pipelines"
+    for folder in pipelines.glob("*/executions/*") if pipelines.is_dir() else ():
+        ex.stop(ex.ExecutionFolder(str(folder)))
+    for job in get_backend("local", settings).list_jobs():
+        if job.status == "InProgress":
+            job.stop(wait=True, timeout=60)
+
+
 def write_csv(path, expr):
     path.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(["Rscript", "-e", f'write.csv({expr}, "{path}", row.names = FALSE)'], check=True)
