@@ -23,9 +23,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-sys.path.insert(0, str(HERE.parent / "tests"))
 
-from test_pipeline_local import CONDITION, run_cells  # noqa: E402  the same cells as the tests
+from tests.test_pipeline_local import CONDITION, run_cells  # noqa: E402  the same cells as the tests
 
 
 def job_seconds(backend, kind, name):

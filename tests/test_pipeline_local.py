@@ -19,6 +19,9 @@ from sm_r_magic.pipeline import definition as d
 from sm_r_magic.pipeline import executions as ex
 from sm_r_magic.pipeline.registry import LocalModelRegistry
 
+from .support.rlang import r_output
+from .support.waiting import wait_for
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WAIT = 180  # seconds: generous bounds for a busy machine
 
@@ -56,7 +59,7 @@ def nothing_left_running(settings, local_root):
 
 def write_csv(path, expr):
     path.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["Rscript", "-e", f'write.csv({expr}, "{path}", row.names = FALSE)'], check=True)
+    r_output(f'write.csv({expr}, "{path}", row.names = FALSE)')
     return path
 
 
@@ -194,9 +197,7 @@ def test_cached_steps_reuse_the_earlier_jobs_until_arguments_change_or_the_cache
     short = d.build(cells[:1], cache="PT1S")
     _, once = run(short, pipeline="short")
     ended = once["EndTime"].timestamp()
-    deadline = time.monotonic() + WAIT
-    while time.time() - ended <= 1.5 and time.monotonic() < deadline:  # wait until the cached run has expired
-        time.sleep(0.1)
+    wait_for(lambda: time.time() - ended > 1.5, timeout=WAIT, what="the cached run to expire")
     _, expired = run(short, pipeline="short")
     assert "CacheHitResult" not in steps(expired)["prep"]
     assert steps(expired)["prep"]["JobName"] != steps(once)["prep"]["JobName"]
@@ -233,16 +234,13 @@ def test_stop_stops_the_running_step_job(settings, local_root, tmp_path):
     long.parent.mkdir()
     long.write_text("600\n")
     folder = ex.start(backend(), "sleepy", d.build([cell]), {"seconds": str(long)})
-    deadline = time.monotonic() + WAIT
-    job = None
-    while time.monotonic() < deadline:  # until R is sleeping in the step's job
+
+    def sleeping_job():
         step = steps(ex.describe(folder)).get("sleepy", {})
-        if step.get("JobName"):
-            job = sm_r_magic.attach(step["JobName"], backend="local")
-            if job.secondary_status == "Processing":
-                break
-        time.sleep(0.05)
-    assert job is not None and job.secondary_status == "Processing"
+        job = sm_r_magic.attach(step["JobName"], backend="local") if step.get("JobName") else None
+        return job if job is not None and job.secondary_status == "Processing" else None
+
+    job = wait_for(sleeping_job, timeout=WAIT, what="R sleeping in the step's job")
     assert ex.stop(folder) is True
     answer = ex.wait(folder, timeout=WAIT)
     assert answer["PipelineExecutionStatus"] == "Stopped"

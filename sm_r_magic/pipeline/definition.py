@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from .. import spec
 from ..contract import NAME_KEY
 from ..errors import SmRMagicError
+from ..uris import path_of
 from . import condition as conditions
 from . import durations, graph, names
 
@@ -136,8 +137,7 @@ def check_create_pipeline(name, definition, role_arn=None):
 
 # -- lineage ---------------------------------------------------------------------------------------------
 def _norm(uri):
-    text = uri[len("file://"):] if isinstance(uri, str) and uri.startswith("file://") else uri
-    return text.rstrip("/") if isinstance(text, str) else text
+    return path_of(uri).rstrip("/") if isinstance(uri, str) else uri
 
 
 class Lineage:

@@ -24,7 +24,7 @@ import sys
 import time
 
 from ..backends.jobfolder import atomic_write_json, read_json
-from ..backends.local import pid_alive
+from ..backends.processes import pid_alive
 from ..errors import SmRMagicError
 from . import graph, names
 from .executor import Executor

@@ -25,6 +25,7 @@ from ..backends import jobfolder as jf
 from ..contract import JOB_TERMINAL, NAME_KEY, STATUS_KEY
 from ..errors import SmRMagicError
 from ..jobs import Job
+from ..uris import is_s3, path_of
 from . import durations, expressions, graph
 from .registry import LocalModelRegistry
 
@@ -53,12 +54,12 @@ def cache_key(kind, request):
 def read_json(uri):
     """A JSON file by local path, file:// or s3:// URI (a property file, a metrics report)."""
     try:
-        if uri.startswith("s3://"):
+        if is_s3(uri):
             with tempfile.TemporaryDirectory() as tmp:
                 jf.fetch(uri, tmp)
                 with open(os.path.join(tmp, os.path.basename(uri))) as fh:
                     return json.load(fh)
-        with open(uri[len("file://"):] if uri.startswith("file://") else uri) as fh:
+        with open(path_of(uri)) as fh:
             return json.load(fh)
     except FileNotFoundError:
         raise expressions.ExpressionError(f"{uri} does not exist: the step did not write it") from None
