@@ -11,6 +11,7 @@ BENCHES = [
     ["bench_local.py"],
     ["bench_serving.py"],
     ["bench_submit.py"],
+    ["bench_pipeline.py"],
     ["bench_docker.py", "--skip-cold"],
 ]
 

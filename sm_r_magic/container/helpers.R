@@ -124,3 +124,34 @@ sm_output_data_dir <- function() {
   dir.create(path, recursive = TRUE, showWarnings = FALSE)
   path
 }
+
+# -- pipelines: the evaluation report a condition reads, and a model given as a processing input ------------
+
+# Write `x` as JSON (digits = NA: 15 significant digits, not 4) to `file` in the processing output
+# `output`: the report a pipeline condition reads (STEP.OUTPUT/FILE:JSON.PATH). Returns the file's path.
+sm_report <- function(x, output, file = "evaluation.json") {
+  path <- file.path(sm_output(output), file)
+  dir.create(dirname(path), recursive = TRUE, showWarnings = FALSE)
+  json <- jsonlite::toJSON(x, auto_unbox = TRUE, digits = NA, null = "null", na = "null", pretty = TRUE)
+  writeLines(json, path, useBytes = TRUE)
+  invisible(path)
+}
+
+# The folder holding the extracted model.tar.gz given as processing input `name` (--input model={fit.model_data}).
+# It is extracted once, safely, into a folder beside the tarball; later calls return the same folder.
+sm_model_input <- function(name) {
+  input <- sm_input(name)
+  tarballs <- if (dir.exists(input)) list.files(input, pattern = "\\.tar\\.gz$", full.names = TRUE) else input
+  if (length(tarballs) != 1L || !file.exists(tarballs)) {
+    stop(sprintf("input '%s' holds %s: pass one model.tar.gz, e.g. --input %s={fit.model_data}", name,
+                 if (length(tarballs)) paste(basename(tarballs), collapse = ", ") else "no .tar.gz file", name),
+         call. = FALSE)
+  }
+  dest <- sub("\\.tar\\.gz$", "", tarballs)
+  done <- file.path(dest, ".sm-extracted")
+  if (!file.exists(done)) {
+    .sm_safe_untar(tarballs, dest)
+    file.create(done)
+  }
+  dest
+}
