@@ -7,7 +7,7 @@ import json
 import tarfile
 
 from . import config as config_module
-from . import limits, parsing, rtools, sourcedir, spec, views
+from . import limits, options, parsing, rtools, sourcedir, spec, views
 from .backends import get_backend
 from .errors import JobFailed, SmRMagicError
 from .jobs import SESSION
@@ -57,9 +57,7 @@ def _extra_environment(env, packages, cfg=None, source_dir=None):
 def _resources(cfg, instance_type, instance_count, volume_size, max_runtime):
     """Instance type, count, volume (GB) and maximum runtime (s): given values, else the settings'.
     A given value must be a whole number of at least 1 (SageMaker's minimum), never silently replaced."""
-    for option, value in (("--instance-count", instance_count), ("--volume-size", volume_size),
-                          ("--max-run", max_runtime)):
-        parsing.check_at_least_one(value, option)
+    options.check(instance_count=instance_count, volume_size=volume_size, max_runtime=max_runtime)
     return dict(instance_type=instance_type or cfg.instance_type,
                 instance_count=cfg.instance_count if instance_count is None else instance_count,
                 volume_size=cfg.volume_size if volume_size is None else volume_size,
@@ -141,6 +139,7 @@ def train(code, *, name=None, backend=None, channels=None, hyperparameters=None,
     """Run R code as a training job. channels: name -> URI; hyperparameters: name -> JSON-able value."""
     cfg = config()
     resources = _resources(cfg, instance_type, instance_count, volume_size, max_runtime)
+    options.check(max_wait=max_wait)
     _check_spot(spot, checkpoint_uri, max_wait, resources["max_runtime"],
                 on_sagemaker=(backend or cfg.backend).lower() == "sagemaker")
     cfg, be, base = _start(code, backend=backend, name=name, default_name="r-training")
@@ -305,9 +304,7 @@ def deploy(code=None, *, model=None, name=None, backend=None, instance_type=None
     be = get_backend(backend, cfg)
     base = parsing.validate_base_name(name or "r-endpoint")
     serverless = parse_serverless(serverless) if not isinstance(serverless, tuple) else serverless
-    parsing.check_at_least_one(instance_count, "--instance-count")
-    if workers is not None and workers < 0:
-        raise SmRMagicError("--workers must be 0 (one per CPU) or more")
+    options.check(instance_count=instance_count, workers=workers)
     limits.preload()
     has_code = bool(code and code.strip())
     if has_code:

@@ -11,36 +11,9 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
-from . import api, parsing, views
+from . import api, options, parsing, views
 from .config import BACKENDS, RMagic, set_current
 from .errors import SmRMagicError
-
-
-def _common(func):
-    """Options every job magic takes (applied bottom-up, so they show after the magic's own)."""
-    decorators = [
-        argument("--backend", choices=BACKENDS, type=str.lower,
-                 help="Where to run: local (default; this machine's R), docker (the shared image) or sagemaker."),
-        argument("--name", help="Base name of the job (a timestamp suffix makes it unique); also the default "
-                                "variable the handle is stored in, when that variable is free (else give --as)."),
-        argument("--instance-type", help="Instance type (default RMagic.instance_type)."),
-        argument("--instance-count", type=int, help="Number of instances (default 1)."),
-        argument("--volume-size", type=int, help="EBS volume size in GB (default RMagic.volume_size)."),
-        argument("--max-run", type=int, metavar="SECONDS", help="Stop the job after this many seconds."),
-        argument("--env", action="append", metavar="KEY=VALUE", help="Environment variable for the job (repeatable)."),
-        argument("--file", action="append", metavar="PATH", help="Extra file put beside the code (repeatable)."),
-        argument("--source-dir", metavar="DIR", help="Folder whose files are packaged with the cell's code "
-                                                     "(credential files and .smignore patterns left out)."),
-        argument("--packages", metavar="PKG1,PKG2", help="R packages installed at job start when missing."),
-        argument("--as", dest="as_var", metavar="VAR", help="Store the handle in this variable."),
-        argument("--async", dest="async_", action="store_true", help="Return at once; the job keeps running."),
-        argument("--dry-run", action="store_true", help="Print the SageMaker API request as JSON; create nothing."),
-        argument("--form", action="store_true",
-                 help="Show the options as a launch form; each Launch submits the cell with the form's values."),
-    ]
-    for decorate in reversed(decorators):
-        func = decorate(func)
-    return func
 
 
 def parse_argstring(magic, line):
@@ -61,15 +34,6 @@ def usage_errors():
         raise UsageError(str(exc)) from None
 
 
-def _job_kwargs(args):
-    return dict(
-        name=args.name, backend=args.backend, instance_type=args.instance_type, instance_count=args.instance_count,
-        volume_size=args.volume_size, max_runtime=args.max_run, env=parsing.parse_env(args.env),
-        files=args.file or (), source_dir=args.source_dir, packages=parsing.parse_packages(args.packages),
-        wait=False if args.async_ else None, dry_run=args.dry_run,
-    )
-
-
 @magics_class
 class RMagics(Magics):
     """%%r_processing, %%r_train, %%r_deploy and their helpers."""
@@ -77,9 +41,6 @@ class RMagics(Magics):
     def __init__(self, shell, settings):
         super().__init__(shell)
         self.settings = settings
-
-    def _check_count(self, args):
-        parsing.check_at_least_one(args.instance_count, "--instance-count")  # before a --form is shown
 
     def _target_var(self, args):
         """The variable the handle goes to: --as VAR, else --name's, if that one is free (unset, or holding a
@@ -119,7 +80,7 @@ class RMagics(Magics):
         var = None
         try:
             with usage_errors():
-                self._check_count(args)
+                options.check(**(kwargs or {}))  # before a --form is shown
                 var = self._target_var(args)
                 if getattr(args, "form", False):
                     from .views.frontend import has_widget_frontend
@@ -144,11 +105,7 @@ class RMagics(Magics):
         return None if views.summary_printed(result) else result
 
     @magic_arguments("%r_processing")  # usage: %%r_processing (IPython prefixes one %)
-    @argument("--input", action="append", metavar="NAME=URI",
-              help="Input copied to sm_input(NAME): a local path, file:// or s3:// URI (repeatable).")
-    @argument("--output", action="append", metavar="NAME[=URI]",
-              help="Output folder sm_output(NAME), published to URI or a default location (repeatable).")
-    @_common
+    @options.arguments(options.PROCESSING)
     @cell_magic
     def r_processing(self, line, cell):
         """Run the cell's R code as a SageMaker Processing job.
@@ -158,24 +115,11 @@ class RMagics(Magics):
         """
         args = parse_argstring(self.r_processing, line)
         with usage_errors():
-            kwargs = dict(inputs=parsing.parse_inputs(args.input), outputs=parsing.parse_outputs(args.output),
-                          **_job_kwargs(args))
+            kwargs = options.api_kwargs(options.PROCESSING, args)
         return self._run(args, lambda **over: api.processing(cell, **{**kwargs, **over}), "processing", kwargs)
 
     @magic_arguments("%r_train")
-    @argument("--channel", action="append", metavar="NAME=URI",
-              help="Training channel at sm_channel(NAME): a local path, file:// or s3:// URI (repeatable).")
-    @argument("--hp", action="append", metavar="KEY=VALUE",
-              help="Hyperparameter; VALUE is JSON when it parses (0.5, true), else a string (repeatable).")
-    @argument("--hyperparameters", metavar="JSON", help="Hyperparameters as one JSON object.")
-    @argument("--metric", action="append", metavar="NAME=REGEX",
-              help="Metric parsed from the logs: a regex whose group 1 is the value (repeatable).")
-    @argument("--spot", action="store_true", help="Use managed spot training (sagemaker).")
-    @argument("--checkpoint-uri", metavar="S3_URI",
-              help="S3 URI synced with sm_checkpoint_dir(), so a restarted (spot) job resumes (sagemaker).")
-    @argument("--max-wait", type=int, metavar="SECONDS",
-              help="With --spot: the most seconds to wait for spot capacity plus the run (default --max-run).")
-    @_common
+    @options.arguments(options.TRAINING)
     @cell_magic
     def r_train(self, line, cell):
         """Run the cell's R code as a SageMaker Training job.
@@ -186,36 +130,11 @@ class RMagics(Magics):
         """
         args = parse_argstring(self.r_train, line)
         with usage_errors():
-            kwargs = dict(channels=parsing.parse_channels(args.channel),
-                          hyperparameters=parsing.parse_hyperparameters(args.hp, args.hyperparameters),
-                          metrics=parsing.parse_metrics(args.metric), spot=args.spot,
-                          checkpoint_uri=args.checkpoint_uri, max_wait=args.max_wait, **_job_kwargs(args))
+            kwargs = options.api_kwargs(options.TRAINING, args)
         return self._run(args, lambda **over: api.train(cell, **{**kwargs, **over}), "training", kwargs)
 
     @magic_arguments("%r_deploy")
-    @argument("--backend", choices=BACKENDS, type=str.lower,
-              help="Where to serve: local (default; an R process on 127.0.0.1), docker or sagemaker.")
-    @argument("--model", metavar="JOB|NAME|MODEL_TAR_GZ",
-              help="A training job handle ({job}), a training job name, or a model.tar.gz path/URI "
-                   "(default: this session's latest training job).")
-    @argument("--name", help="Base name of the endpoint (a timestamp suffix makes it unique); also the default "
-                             "variable the predictor is stored in, when that variable is free (else give --as).")
-    @argument("--instance-type", help="Instance type (default RMagic.endpoint_instance_type).")
-    @argument("--instance-count", type=int, help="Number of instances (default 1).")
-    @argument("--serverless", metavar="MEMORY_MB[,MAX_CONCURRENCY]",
-              help="A serverless endpoint (sagemaker), e.g. 2048,5.")
-    @argument("--workers", type=int, help="R worker processes serving requests (default: one per CPU).")
-    @argument("--env", action="append", metavar="KEY=VALUE", help="Environment variable for the server (repeatable).")
-    @argument("--file", action="append", metavar="PATH", help="Extra file put beside the code (repeatable).")
-    @argument("--source-dir", metavar="DIR", help="Folder whose files are packaged with the cell's code "
-                                                  "(credential files and .smignore patterns left out).")
-    @argument("--packages", metavar="PKG1,PKG2", help="R packages installed at server start when missing.")
-    @argument("--keep", action="store_true", help="Keep a local endpoint running after this kernel shuts down.")
-    @argument("--as", dest="as_var", metavar="VAR", help="Store the predictor in this variable.")
-    @argument("--async", dest="async_", action="store_true", help="Return at once; the endpoint keeps starting.")
-    @argument("--dry-run", action="store_true", help="Print the three SageMaker API requests as JSON; create nothing.")
-    @argument("--form", action="store_true",
-              help="Show the options as a form; each Deploy creates an endpoint with the form's values.")
+    @options.arguments(options.ENDPOINT)
     @line_cell_magic
     def r_deploy(self, line, cell=None):
         """Deploy a trained R model as an endpoint; the cell holds the inference code.
@@ -227,15 +146,11 @@ class RMagics(Magics):
         The predictor has .predict(df), .status, .logs(), .delete().
         """
         args = parse_argstring(self.r_deploy, line)
-        model = args.model
-        if model and model.isidentifier() and getattr(self.shell.user_ns.get(model), "kind", None) == "training":
-            model = self.shell.user_ns[model]  # --model job (a variable) as well as --model {job} (its name)
         with usage_errors():
-            kwargs = dict(model=model, name=args.name, backend=args.backend, instance_type=args.instance_type,
-                          instance_count=args.instance_count, serverless=args.serverless, workers=args.workers,
-                          env=parsing.parse_env(args.env), files=args.file or (), source_dir=args.source_dir,
-                          packages=parsing.parse_packages(args.packages), keep=args.keep,
-                          wait=False if args.async_ else None, dry_run=args.dry_run)
+            kwargs = options.api_kwargs(options.ENDPOINT, args)
+        model = kwargs.get("model")
+        if model and model.isidentifier() and getattr(self.shell.user_ns.get(model), "kind", None) == "training":
+            kwargs["model"] = self.shell.user_ns[model]  # --model job (a variable) as well as --model {job} (its name)
         return self._run(args, lambda **over: api.deploy(cell, **{**kwargs, **over}), "endpoint", kwargs)
 
     @magic_arguments()

@@ -421,7 +421,7 @@ def test_r_words_examples(wording, message, expected):
 def test_progress_lines_reach_r_in_r_words_and_job_output_is_untouched(wording):
     """The bridge's console rewords sm-r-magic's own lines (the detach hint of sm_wait()) and passes the job's
     output through as printed, even when it looks like an option."""
-    from sm_r_magic.progress import TextProgress
+    from sm_r_magic.views import TextView
 
     _, bridge = wording
     written = []
@@ -430,7 +430,7 @@ def test_progress_lines_reach_r_in_r_words_and_job_output_is_untouched(wording):
     class RunningJob:
         name, kind, backend_name = "sleepy-1", "training", "local"
 
-    TextProgress(RunningJob(), out=console).detached()
+    TextView(RunningJob(), out=console).detached()
     console.write("--model is what my R script printed\n")
     assert written[0] == ('[sm-r-magic] detached from sleepy-1; it keeps running. Re-attach with '
                           'sm_attach("sleepy-1"), stop it with sm_stop()\n')

@@ -6,12 +6,20 @@ import json
 
 import ipywidgets as widgets
 
+from .. import options, parsing
 from ..contract import ENDPOINT_TERMINAL, JOB_TERMINAL
 from .base import TextPart, batched, button, locked
 from .endpoint import EndpointView
 from .html import CSS, badge, esc, fmt_duration
 from .job import JobView
 from .poller import POLLER
+
+
+FIELD_LABELS = {"backend": "Backend", "name": "Name", "instance_type": "Instance type", "instance_count": "Instances",
+                "model": "Model", "hyperparameters": "Hyperparameters", "channels": "Channels", "inputs": "Inputs"}
+FIELD_HINTS = {"model": "the session's latest training job",
+               "hyperparameters": "one KEY=VALUE a line, e.g.\nalpha=0.5\nformula=mpg ~ wt",
+               "pairs": "one NAME=URI a line, e.g.\ntrain=data/train.csv"}
 
 
 def _format_pairs(mapping, json_values=False):
@@ -32,51 +40,17 @@ class LaunchForm(TextPart, widgets.VBox):
     (without waiting) and adds a progress widget and a row in the comparison table."""
 
     def __init__(self, kind, kwargs, submit):
-        from .. import config as config_module
-        from ..config import BACKENDS
-
-        cfg = config_module.current()
         self.kind, self.kwargs, self.submit = kind, dict(kwargs or {}), submit
         self.metric_regexes = dict(self.kwargs.get("metrics") or {})
         self.launched = []  # [(overrides, job)]
         self._metrics = {}
-        wide = {"description_width": "10em"}
-        self.backend = widgets.Dropdown(options=BACKENDS, value=self.kwargs.get("backend") or cfg.backend,
-                                        description="Backend", style=wide, layout=widgets.Layout(width="24em"))
-        self.name = widgets.Text(value=self.kwargs.get("name") or "", description="Name",
-                                 placeholder=f"r-{kind}" if kind else "", style=wide,
-                                 layout=widgets.Layout(width="24em"))
-        default_type = cfg.endpoint_instance_type if kind == "endpoint" else cfg.instance_type
-        self.instance_type = widgets.Text(value=self.kwargs.get("instance_type") or default_type,
-                                          description="Instance type", style=wide, layout=widgets.Layout(width="24em"))
-        model = self.kwargs.get("model")
-        self.model = widgets.Text(value="" if model is None else str(model), description="Model",
-                                  placeholder="the session's latest training job", style=wide,
-                                  layout=widgets.Layout(width="40em"))
-        self.instance_count = widgets.BoundedIntText(value=self.kwargs.get("instance_count") or cfg.instance_count,
-                                                     min=1, max=1000, description="Instances", style=wide,
-                                                     layout=widgets.Layout(width="16em"))
-        area = widgets.Layout(width="100%", max_width="40em", height="5.5em")
-        self.hyperparameters = widgets.Textarea(
-            value=_format_pairs(self.kwargs.get("hyperparameters"), json_values=True), description="Hyperparameters",
-            placeholder="one KEY=VALUE a line, e.g.\nalpha=0.5\nformula=mpg ~ wt", style=wide, layout=area)
-        self.data_option = "inputs" if kind == "processing" else "channels"
-        self.data = widgets.Textarea(
-            value=_format_pairs(self.kwargs.get(self.data_option)),
-            description="Inputs" if kind == "processing" else "Channels",
-            placeholder="one NAME=URI a line, e.g.\ntrain=data/train.csv", style=wide, layout=area)
+        self.options = options.form_fields(kind)
+        fields = [self._field(option) for option in self.options]
         self.launch_button = button("Deploy" if kind == "endpoint" else "Launch", icon="play", css="smr-launch",
                                      tooltip="Submit the cell's R code with these values")
         self.message = widgets.HTML()
         self.results = widgets.HTML()
         self.runs = widgets.VBox(layout=widgets.Layout(width="100%"))
-        fields = [self.backend, self.name, self.instance_type, self.instance_count]
-        if kind == "endpoint":
-            fields.append(self.model)
-        if kind == "training":
-            fields.append(self.hyperparameters)
-        if kind in ("training", "processing"):
-            fields.append(self.data)
         title = {"training": "Launch a training job", "processing": "Launch a processing job",
                  "endpoint": "Deploy an endpoint"}.get(kind, f"Launch a {kind or 'job'}")
         metrics = ""
@@ -102,23 +76,55 @@ class LaunchForm(TextPart, widgets.VBox):
     def __repr__(self):
         return f"<LaunchForm {self.kind}: {len(self.launched)} launched>"
 
+    def _field(self, option):
+        """The widget of one option, prefilled from the magic line (else the setting's default); kept as an
+        attribute named like its API keyword (self.backend, self.instance_count, ...; inputs/channels: self.data)."""
+        from .. import config as config_module
+
+        cfg = config_module.current()
+        wide, line = {"description_width": "10em"}, widgets.Layout(width="24em")
+        area = widgets.Layout(width="100%", max_width="40em", height="5.5em")
+        given = self.kwargs.get(option.kwarg)
+        label = FIELD_LABELS.get(option.kwarg, option.kwarg.replace("_", " ").capitalize())
+        if option.form == "choice":
+            field = widgets.Dropdown(options=option.choices, value=given or cfg.backend, description=label,
+                                     style=wide, layout=line)
+        elif option.form == "count":
+            field = widgets.BoundedIntText(value=given or cfg.instance_count, min=1, max=1000, description=label,
+                                           style=wide, layout=widgets.Layout(width="16em"))
+        elif option.form == "text":
+            default = {"instance_type": cfg.endpoint_instance_type if self.kind == "endpoint" else cfg.instance_type}
+            field = widgets.Text(value=str(given) if given is not None else default.get(option.kwarg, ""),
+                                 description=label, placeholder=FIELD_HINTS.get(option.kwarg, ""), style=wide,
+                                 layout=widgets.Layout(width="40em") if option.kwarg == "model" else line)
+        else:  # "pairs", "hyperparameters": one NAME=VALUE a line
+            field = widgets.Textarea(value=_format_pairs(given, json_values=option.form == "hyperparameters"),
+                                     description=label, placeholder=FIELD_HINTS[option.form], style=wide,
+                                     layout=area)
+        setattr(self, "data" if option.form == "pairs" else option.kwarg, field)
+        return field
+
     def values(self):
         """The overrides for submit(): raises SmRMagicError (shown in the form) on malformed lines."""
-        from .. import parsing
-
-        values = dict(backend=self.backend.value, instance_type=self.instance_type.value.strip() or None,
-                      instance_count=int(self.instance_count.value))
-        if self.name.value.strip():
-            values["name"] = self.name.value.strip()
-        if self.kind == "training":
-            values["hyperparameters"] = parsing.parse_hyperparameters(_pair_lines(self.hyperparameters.value))
-            values["channels"] = parsing.parse_channels(_pair_lines(self.data.value))
-        elif self.kind == "processing":
-            values["inputs"] = parsing.parse_inputs(_pair_lines(self.data.value))
-        elif self.kind == "endpoint":
-            model, given = self.model.value.strip(), self.kwargs.get("model")
-            # an unchanged field keeps the handle the line named (--model VAR)
-            values["model"] = given if given is not None and model == str(given) else (model or None)
+        values = {}
+        for option in self.options:
+            field = self.data if option.form == "pairs" else getattr(self, option.kwarg)
+            if option.form == "pairs":
+                values[option.kwarg] = option.parse(_pair_lines(field.value))
+            elif option.form == "hyperparameters":
+                values[option.kwarg] = parsing.parse_hyperparameters(_pair_lines(field.value))
+            elif option.form == "count":
+                values[option.kwarg] = int(field.value)
+            elif option.kwarg == "model":
+                model, given = field.value.strip(), self.kwargs.get("model")
+                # an unchanged field keeps the handle the line named (--model VAR)
+                values["model"] = given if given is not None and model == str(given) else (model or None)
+            elif option.form == "text":
+                if field.value.strip() or option.kwarg != "name":
+                    values[option.kwarg] = field.value.strip() or None
+            else:
+                values[option.kwarg] = field.value
+        options.check(**values)
         return values
 
     @locked

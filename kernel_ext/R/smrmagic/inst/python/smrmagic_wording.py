@@ -24,7 +24,8 @@ OPTIONS = {
 QUOTES = ("'", '"')
 FLAG_VALUES = {"async": ("wait", "FALSE")}  # options whose R form is another argument's value
 MAGICS = {"r_processing": "sm_processing", "r_train": "sm_train", "r_deploy": "sm_deploy", "r_jobs": "sm_jobs",
-          "r_endpoints": "sm_endpoints", "r_attach": "sm_attach"}
+          "r_endpoints": "sm_endpoints", "r_attach": "sm_attach", "r_pipeline": "sm_pipeline", "r_models": "sm_models",
+          "r_approve": "sm_approve"}
 
 # A value right after an option: a Python repr, a number, an UPPERCASE placeholder, or (for these options) a
 # bare name such as a job name.
