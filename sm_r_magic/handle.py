@@ -50,6 +50,11 @@ class Snapshot:
     url: str = None
     log_lines: tuple = ()
     metric_regexes: dict = field(default_factory=dict)
+    # pipeline executions: each step as ListPipelineExecutionSteps describes it (StepName, StepStatus, StartTime,
+    # EndTime, FailureReason, CacheHitResult, Metadata), in the definition's order, and the graph's edges as
+    # (from step, to step, label) with label "" for data, "if"/"else" for a condition's branches
+    steps: tuple = ()
+    edges: tuple = ()
 
     def elapsed(self, now=None):
         """Seconds since creation, until the end once the handle has settled; 0 before it exists."""
