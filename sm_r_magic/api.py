@@ -135,11 +135,12 @@ def processing(code, *, name=None, backend=None, inputs=None, outputs=None, inst
 def train(code, *, name=None, backend=None, channels=None, hyperparameters=None, instance_type=None,
           instance_count=None, env=None, files=(), source_dir=None, packages=(), wait=None, dry_run=False,
           progress=None, raise_on_failure=True, volume_size=None, max_runtime=None, spot=False,
-          checkpoint_uri=None, max_wait=None, metrics=None):
-    """Run R code as a training job. channels: name -> URI; hyperparameters: name -> JSON-able value."""
+          checkpoint_uri=None, max_wait=None, metrics=None, keep_alive=None):
+    """Run R code as a training job. channels: name -> URI; hyperparameters: name -> JSON-able value.
+    keep_alive: seconds a SageMaker warm pool keeps the instance (and per-job packages) for the next job."""
     cfg = config()
     resources = _resources(cfg, instance_type, instance_count, volume_size, max_runtime)
-    options.check(max_wait=max_wait)
+    options.check(max_wait=max_wait, keep_alive=keep_alive)
     _check_spot(spot, checkpoint_uri, max_wait, resources["max_runtime"],
                 on_sagemaker=(backend or cfg.backend).lower() == "sagemaker")
     cfg, be, base = _start(code, backend=backend, name=name, default_name="r-training")
@@ -150,7 +151,8 @@ def train(code, *, name=None, backend=None, channels=None, hyperparameters=None,
             job_name=spec.unique_name(base, src.sha256), image=be.image(), role=be.role(), code_uri=be.code_uri(src),
             channels=channels, hyperparameters=dict(hyperparameters or {}), output_path=be.training_output_path(),
             **resources, environment=_extra_environment(env, packages, cfg, source_dir), sourcedir_sha256=src.sha256,
-            spot=spot, max_wait=max_wait, checkpoint_uri=checkpoint_uri, metric_definitions=metrics)
+            spot=spot, max_wait=max_wait, checkpoint_uri=checkpoint_uri, metric_definitions=metrics,
+            keep_alive=keep_alive)
         limits.check("CreateTrainingJob", request, on_sagemaker=be.name == "sagemaker")
         if dry_run:
             return request

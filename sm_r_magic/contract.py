@@ -44,4 +44,6 @@ ENV_PACKAGES = "SM_R_MAGIC_PACKAGES"          # --packages
 ENV_R_REPOS = "SM_R_MAGIC_R_REPOS"            # where per-job packages come from
 ENV_WORKERS = "SM_R_MAGIC_WORKERS"            # R workers of an endpoint
 ENV_BIND_HOST = "SM_R_MAGIC_BIND_HOST"        # 127.0.0.1 for local endpoints
+ENV_WARMPOOL_CACHE = "SAGEMAKER_MANAGED_WARMPOOL_CACHE_DIRECTORY"  # SageMaker's: kept with a warm pool's instance
+WARMPOOL_CACHE_DIR = f"{OPT_ML}/sagemaker/warmpoolcache"               # where SageMaker puts it
 ENV_MODEL_DATA = "SM_R_MAGIC_MODEL_DATA"      # a model.tar.gz to extract into the model folder (local, docker)

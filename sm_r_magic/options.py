@@ -77,6 +77,9 @@ OPTIONS = (
            "job resumes (sagemaker).", (TRAINING,), metavar="S3_URI"),
     Option("--max-wait", "max_wait", "With --spot: the most seconds to wait for spot capacity plus the run "
            "(default --max-run).", (TRAINING,), metavar="SECONDS", type=int, check=_at_least_one("--max-wait")),
+    Option("--keep-alive", "keep_alive", "Keep the instance in a SageMaker warm pool this many seconds after the "
+           "job, so a matching next job starts at once and finds its --packages installed (billed while kept).",
+           (TRAINING,), metavar="SECONDS", type=int, check=_at_least_one("--keep-alive")),
     # -- every magic's -------------------------------------------------------------------------------------
     Option("--backend", "backend", "Where to run: local (default; this machine's R), docker (the shared image) or "
            "sagemaker.", choices=BACKENDS, type=str.lower, form="choice",

@@ -65,6 +65,13 @@ class FolderBackend(Backend):
             raise SmRMagicError(f"cannot keep local jobs under {self.root} ({path} is not a writable folder): "
                                 '%config RMagic.local_root = "~/sm-r-magic" (or set SM_R_MAGIC_LOCAL_ROOT)')
 
+    def warmpool_cache_dir(self):
+        """What SAGEMAKER_MANAGED_WARMPOOL_CACHE_DIRECTORY is for this backend's jobs with a keep-alive period: a
+        folder that outlives each job, as a warm pool's instance does."""
+        path = os.path.join(self.root, f"{self.name}-warmpool-cache")
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        return path
+
     def code_uri(self, sourcedir):
         return os.path.join(self.root, "sourcedir", sourcedir.sha256, spec.SOURCEDIR_NAME)
 
