@@ -99,9 +99,23 @@ def _show(handle, *, wait, progress, raise_on_failure):
     return handle
 
 
-def _finish(job, *, wait, progress, raise_on_failure):
-    SESSION.add_job(job)
-    return _show(job, wait=wait, progress=progress, raise_on_failure=raise_on_failure)
+CREATE_OPERATION = {"training": "CreateTrainingJob", "processing": "CreateProcessingJob"}
+
+
+def _checked_and_uploaded(kind, request, be, src, staged, dry_run=False):
+    """Check the request against SageMaker's limits (also for --dry-run), then store the code and the local data it
+    names; False for a dry run (nothing stored)."""
+    limits.check(CREATE_OPERATION[kind], request, on_sagemaker=be.name == "sagemaker")
+    if dry_run:
+        return False
+    be.upload(src, staged.values())
+    return True
+
+
+def _submit(kind, request, be, cfg, *, wait, progress, raise_on_failure):
+    job = SESSION.add_job(be.submit(kind, request))
+    return _show(job, wait=cfg.wait if wait is None else wait, progress=progress or cfg.progress,
+                 raise_on_failure=raise_on_failure)
 
 
 def processing(code, *, name=None, backend=None, inputs=None, outputs=None, instance_type=None,
@@ -123,13 +137,9 @@ def processing(code, *, name=None, backend=None, inputs=None, outputs=None, inst
             job_name=job_name, image=be.image(), role=be.role(), code_uri=be.code_uri(src), inputs=inputs,
             outputs=outputs, **resources, environment=_extra_environment(env, packages, cfg, source_dir),
             sourcedir_sha256=src.sha256)
-        limits.check("CreateProcessingJob", request, on_sagemaker=be.name == "sagemaker")
-        if dry_run:
+        if not _checked_and_uploaded("processing", request, be, src, staged, dry_run):
             return request
-        be.upload(src, staged.values())
-    job = be.submit("processing", request)
-    return _finish(job, wait=cfg.wait if wait is None else wait, progress=progress or cfg.progress,
-                   raise_on_failure=raise_on_failure)
+    return _submit("processing", request, be, cfg, wait=wait, progress=progress, raise_on_failure=raise_on_failure)
 
 
 def train(code, *, name=None, backend=None, channels=None, hyperparameters=None, instance_type=None,
@@ -153,13 +163,9 @@ def train(code, *, name=None, backend=None, channels=None, hyperparameters=None,
             **resources, environment=_extra_environment(env, packages, cfg, source_dir), sourcedir_sha256=src.sha256,
             spot=spot, max_wait=max_wait, checkpoint_uri=checkpoint_uri, metric_definitions=metrics,
             keep_alive=keep_alive)
-        limits.check("CreateTrainingJob", request, on_sagemaker=be.name == "sagemaker")
-        if dry_run:
+        if not _checked_and_uploaded("training", request, be, src, staged, dry_run):
             return request
-        be.upload(src, staged.values())
-    job = be.submit("training", request)
-    return _finish(job, wait=cfg.wait if wait is None else wait, progress=progress or cfg.progress,
-                   raise_on_failure=raise_on_failure)
+    return _submit("training", request, be, cfg, wait=wait, progress=progress, raise_on_failure=raise_on_failure)
 
 
 def _check_spot(spot, checkpoint_uri, max_wait, max_runtime, on_sagemaker):

@@ -9,7 +9,8 @@ ENDPOINT_TERMINAL = ("InService", "Failed", "Deleted", "OutOfService")
 # DescribeTrainingJob / DescribeProcessingJob: which key holds the status, which the name
 STATUS_KEY = {"training": "TrainingJobStatus", "processing": "ProcessingJobStatus"}
 NAME_KEY = {"training": "TrainingJobName", "processing": "ProcessingJobName"}
-KIND_LABEL = {"training": "training job", "processing": "processing job", "endpoint": "endpoint"}
+KIND_LABEL = {"training": "training job", "processing": "processing job", "endpoint": "endpoint",
+              "pipeline": "pipeline execution"}
 
 # -- the shared container's contract (DESIGN.md section 2), as sagemaker-training-toolkit names its own --------
 OPT_ML = "/opt/ml"                                  # SageMaker's root in every job and endpoint container

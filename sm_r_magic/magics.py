@@ -104,6 +104,13 @@ class RMagics(Magics):
             self.shell.user_ns[var] = result
         return None if views.summary_printed(result) else result
 
+    def _job(self, magic, kind, submit, line, cell):
+        """A job magic: its line parsed by the option table, the cell submitted with the API's `submit`."""
+        args = parse_argstring(magic, line)
+        with usage_errors():
+            kwargs = options.api_kwargs(kind, args)
+        return self._run(args, lambda **over: submit(cell, **{**kwargs, **over}), kind, kwargs)
+
     @magic_arguments("%r_processing")  # usage: %%r_processing (IPython prefixes one %)
     @options.arguments(options.PROCESSING)
     @cell_magic
@@ -113,10 +120,7 @@ class RMagics(Magics):
         Inside the job: sm_input("raw"), sm_output("train"), sm_hp(), plus any --file/--source-dir files.
         The handle has .status, .outputs, .logs(), .wait(), .stop().
         """
-        args = parse_argstring(self.r_processing, line)
-        with usage_errors():
-            kwargs = options.api_kwargs(options.PROCESSING, args)
-        return self._run(args, lambda **over: api.processing(cell, **{**kwargs, **over}), "processing", kwargs)
+        return self._job(self.r_processing, options.PROCESSING, api.processing, line, cell)
 
     @magic_arguments("%r_train")
     @options.arguments(options.TRAINING)
@@ -128,10 +132,7 @@ class RMagics(Magics):
         sm_model_dir() ends up in model.tar.gz, with the code under code/ so it can be served.
         The handle has .status, .model_data, .logs(), .wait(), .stop().
         """
-        args = parse_argstring(self.r_train, line)
-        with usage_errors():
-            kwargs = options.api_kwargs(options.TRAINING, args)
-        return self._run(args, lambda **over: api.train(cell, **{**kwargs, **over}), "training", kwargs)
+        return self._job(self.r_train, options.TRAINING, api.train, line, cell)
 
     @magic_arguments("%r_deploy")
     @options.arguments(options.ENDPOINT)

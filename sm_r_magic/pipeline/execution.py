@@ -58,10 +58,6 @@ class PipelineExecution(Handle):
         return self._definition
 
     @property
-    def failure_reason(self):
-        return self._cached().get("FailureReason")
-
-    @property
     def parameters(self):
         return {p["Name"]: p["Value"] for p in self._cached().get("Parameters") or []}
 

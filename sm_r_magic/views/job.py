@@ -19,7 +19,6 @@ class JobView(HandleView):
     """Progress of one job; watch() drives it in the foreground, the poller thread in the background."""
 
     css_class = "smr-job-widget"
-    views = {}
 
     def __init__(self, job, tail_lines=TAIL_LINES, **kwargs):
         self.tail_lines = tail_lines
@@ -27,12 +26,7 @@ class JobView(HandleView):
         self._waiting = False
         super().__init__(job, **kwargs)
 
-    @property
-    def job(self):
-        return self.handle
-
-    def _kind_label(self):
-        return f"{self.handle.kind} job"
+    job = property(lambda self: self.handle)
 
     def _body(self):
         self.timeline = widgets.HTML()
