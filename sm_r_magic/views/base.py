@@ -206,6 +206,16 @@ class HandleView(TextPart, widgets.VBox):
     def _settles(self, snap):
         return True
 
+    def act(self, action, what, button):
+        """Run a button's action; a failure shows in the view's message line and gives the button back."""
+        try:
+            action()
+        except Exception as exc:
+            self.message.value = error_html(f"{what} failed:", exc)
+            button.disabled = False
+            return False
+        return True
+
     def set_note(self, text):
         self.note = text
         with batched(self.message):

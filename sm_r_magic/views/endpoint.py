@@ -160,12 +160,8 @@ class EndpointView(HandleView):
 
     def _do_delete(self):
         self._deleting = True
-        try:
-            self.handle.delete()
-        except Exception as exc:
+        if not self.act(self.handle.delete, "delete", self.delete_button):
             self._deleting = False
-            self.message.value = f'<div class="smr-box"><span class="smr-error">delete failed:</span> {esc(exc)}</div>'
-            self.delete_button.disabled = False
             return
         self._final = False
         self.refresh()

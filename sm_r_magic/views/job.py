@@ -159,11 +159,7 @@ class JobView(HandleView):
                          on_cancel=lambda: setattr(self.stop_button, "disabled", self.handle.done))
 
     def _do_stop(self):
-        try:
-            self.handle.stop(wait=False)
-        except Exception as exc:
-            self.message.value = f'<div class="smr-box"><span class="smr-error">stop failed:</span> {esc(exc)}</div>'
-            self.stop_button.disabled = False
+        if not self.act(lambda: self.handle.stop(wait=False), "stop", self.stop_button):
             return
         self._stopping = True
         self.refresh()
