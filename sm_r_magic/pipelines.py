@@ -13,6 +13,7 @@ never IPython."""
 import json
 import os
 import re
+import tarfile
 
 from . import config as config_module
 from . import rtools, sourcedir, spec, views
@@ -123,7 +124,7 @@ class Pipeline:
         target.check_ready()
         if self.inference is not None:
             self.inference.store(self.source)
-        definition, staged = self._for_target(target, definition, store_code=True)
+        definition, staged = self._for_target(target, definition, store_code=False)
         if staged:
             target.upload(None, staged)
         execution = target.start_pipeline(self.name, definition, parameters)
@@ -266,7 +267,7 @@ class _Inference:
         if code_uri and is_s3(code_uri) != (source.name not in FOLDER_BACKENDS):
             raise SmRMagicError(f"--inference {predictor.endpoint_name}: a {predictor.backend_name} endpoint's code "
                                 f"cannot serve versions registered from {source.name} cells: give its R file")
-        label = f"the code of endpoint {predictor.endpoint_name}"
+        label = f"the code of endpoint {predictor.endpoint_name}" if code_uri else "the code saved with the model"
         return cls(label, code_uri=code_uri, program=program, environment=environment)
 
     @classmethod
@@ -316,7 +317,7 @@ def _check_saved_code(job):
     if model and not is_s3(model) and os.path.exists(path_of(model)):
         try:
             members = sourcedir.member_names(path_of(model))
-        except Exception:  # not a readable archive: the version would say so when served
+        except (OSError, tarfile.TarError, SmRMagicError):  # not a readable archive: serving would say so
             return
         if any(f"code/{p}" in members for p in SAVED_PROGRAMS):
             return
