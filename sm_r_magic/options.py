@@ -87,6 +87,9 @@ OPTIONS = (
     Option("--model", "model", "A training job handle ({job}), a training job name, or a model.tar.gz path/URI "
            "(default: this session's latest training job).", (ENDPOINT,), metavar="JOB|NAME|MODEL_TAR_GZ",
            form="text"),
+    Option("--model-package", "model_package", "Deploy a registered model version instead: the newest Approved "
+           "version of GROUP, or GROUP/VERSION, served with the inference code it was registered with (a cell "
+           "replaces that code).", (ENDPOINT,), metavar="GROUP[/VERSION]"),
     Option("--name", "name", "Base name of the job (a timestamp suffix makes it unique); also the default variable "
            "the handle is stored in, when that variable is free (else give --as).", form="text",
            endpoint_help="Base name of the endpoint (a timestamp suffix makes it unique); also the default "
