@@ -39,7 +39,7 @@ def cells_seconds(csv, backend):
 
 
 def measure(folder, backend):
-    from sm_r_magic.pipeline import executions as ex
+    from sm_r_magic.workflow import executions as ex
 
     answer = ex.describe(folder)
     assert answer["PipelineExecutionStatus"] == "Succeeded", answer["FailureReason"]
@@ -64,8 +64,8 @@ def main():
         os.environ["SM_R_MAGIC_LOCAL_ROOT"] = root
         import sm_r_magic
         from sm_r_magic.backends import get_backend
-        from sm_r_magic.pipeline import definition as d
-        from sm_r_magic.pipeline import executions as ex
+        from sm_r_magic.workflow import definition as d
+        from sm_r_magic.workflow import executions as ex
 
         csv = Path(root) / "data" / "mtcars.csv"
         csv.parent.mkdir()

@@ -11,7 +11,7 @@ from . import limits, options, parsing, rtools, sourcedir, spec, views
 from .backends import get_backend
 from .errors import JobFailed, SmRMagicError
 from .jobs import SESSION
-from .pipeline import names, registry
+from .workflow import names, registry
 
 
 def config():

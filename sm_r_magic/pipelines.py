@@ -2,7 +2,7 @@
 
     pipe = sm_r_magic.pipeline("mtcars", steps=[prep, fit, ev], register="mtcars-models", inference="serve.R",
                                condition="evaluate.evaluation/evaluation.json:regression_metrics.rmse.value <= 3.5")
-    pipe.definition()                    # the JSON CreatePipeline takes (pipeline/definition.py builds it)
+    pipe.definition()                    # the JSON CreatePipeline takes (workflow/definition.py builds it)
     run = pipe.run(parameters={"raw": "data/new.csv"})    # a PipelineExecution, watched like a job
 
 Everything is checked when the Pipeline is made (the steps, the condition against what the steps wrote, the
@@ -22,8 +22,8 @@ from .config import BACKENDS
 from .contract import ENV_PROGRAM, ENV_SUBMIT_DIRECTORY, INFERENCE_PROGRAM
 from .errors import JobFailed, SmRMagicError
 from .jobs import Job
-from .pipeline import definition as definitions
-from .pipeline import executions, graph, names
+from .workflow import definition as definitions
+from .workflow import executions, graph, names
 from .uris import is_s3, path_of
 
 FOLDER_BACKENDS = executions.LOCAL_BACKENDS  # one local root, one code store: either runs the other's cells
@@ -85,7 +85,7 @@ class Pipeline:
 
     def _for_target(self, target, definition, store_code):
         """The definition as `target` runs it: unchanged between local and docker (one local root and code
-        store), retargeted to SageMaker (code and data staged to S3: pipeline/retarget.py) -> (definition,
+        store), retargeted to SageMaker (code and data staged to S3: workflow/retarget.py) -> (definition,
         what must be uploaded first)."""
         if target.name == self.source.name or {target.name, self.source.name} <= set(FOLDER_BACKENDS):
             return definition, ()
@@ -95,7 +95,7 @@ class Pipeline:
         if store_code and self.inference is not None:
             self.inference.store(self.source)  # retargeting stages it from the local code store
         try:
-            from .pipeline import retarget
+            from .workflow import retarget
         except ImportError:
             raise SmRMagicError(f"this version cannot move a pipeline of {self.source.name} cells to "
                                 f"{target.name}: run it on {self.source.name}") from None

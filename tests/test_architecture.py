@@ -18,7 +18,7 @@ FORBIDDEN = {
     "sm_r_magic.backends": UI,
     "sm_r_magic.spec": UI + ("sm_r_magic.backends", "boto3", "botocore", "subprocess", "sm_r_magic.config"),
     "sm_r_magic.views": ("sm_r_magic.magics", "sm_r_magic.api", "sm_r_magic.backends"),
-    "sm_r_magic.pipeline": UI,
+    "sm_r_magic.workflow": UI,
 }
 
 

@@ -10,9 +10,9 @@ import pytest
 
 from sm_r_magic import spec
 from sm_r_magic.errors import SmRMagicError
-from sm_r_magic.pipeline import condition as conditions
-from sm_r_magic.pipeline import definition as d
-from sm_r_magic.pipeline import durations, expressions, graph, names
+from sm_r_magic.workflow import condition as conditions
+from sm_r_magic.workflow import definition as d
+from sm_r_magic.workflow import durations, expressions, graph, names
 
 ROOT = "/home/u/.sm-r-magic/output"
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"

@@ -86,7 +86,7 @@ class Backend:
 
     def attach(self, name):
         """A Job or Predictor by name (exact, or the latest starting with `name-`), or a pipeline execution
-        (pipeline.execution.PipelineExecution) by its execution id."""
+        (workflow.execution.PipelineExecution) by its execution id."""
         raise NotImplementedError
 
     # -- endpoints: the requests of spec.model_request / endpoint_config_request / endpoint_request ---------
@@ -120,10 +120,10 @@ class Backend:
         names its inference code), for registering a model served with the same code."""
         raise NotImplementedError
 
-    # -- pipelines: the definition JSON CreatePipeline takes (pipeline/definition.py) -----------------------
+    # -- pipelines: the definition JSON CreatePipeline takes (workflow/definition.py) -----------------------
     def start_pipeline(self, pipeline_name, definition, parameters=None):
-        """Start an execution of `definition` (local and docker: pipeline.executions.start; sagemaker: create or
-        update the pipeline, then StartPipelineExecution) -> pipeline.execution.PipelineExecution. Bad input
+        """Start an execution of `definition` (local and docker: workflow.executions.start; sagemaker: create or
+        update the pipeline, then StartPipelineExecution) -> workflow.execution.PipelineExecution. Bad input
         (a name, an unknown parameter) is an SmRMagicError and starts nothing."""
         raise NotImplementedError
 

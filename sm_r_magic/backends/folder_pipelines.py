@@ -1,20 +1,20 @@
 """Pipelines and the model registry of the local and docker backends: executions of the definition JSON run by
-the local executor (pipeline/executions.py: a detached runner per execution, its state in a folder) and the
-local model registry (pipeline/registry.py), both under the local root:
+the local executor (workflow/executions.py: a detached runner per execution, its state in a folder) and the
+local model registry (workflow/registry.py), both under the local root:
 
     <local_root>/pipelines/<pipeline>/executions/<execution-id>/     one execution (its state names its backend)
     <local_root>/model-registry/<group>/versions/<N>/                one registered version
 
 The local and docker backends share both folders: an execution is listed and attached by the backend it ran
 on; a version registered by either is deployed by either. Answers are shaped like SageMaker's, so the handles
-(pipeline.execution.PipelineExecution, jobs.Job) and the API read every backend the same way."""
+(workflow.execution.PipelineExecution, jobs.Job) and the API read every backend the same way."""
 
 import os
 import re
 
 from ..errors import SmRMagicError
-from ..pipeline import executions
-from ..pipeline.registry import LocalModelRegistry
+from ..workflow import executions
+from ..workflow.registry import LocalModelRegistry
 
 _JOB_ARN = re.compile(r"^local:(training|processing)-job/([A-Za-z0-9-]+)$")
 _EXECUTION_ID = re.compile(r"^[a-z0-9]{12}$")
@@ -34,7 +34,7 @@ class FolderPipelines:
 
     # -- executions ----------------------------------------------------------------------------------------
     def _execution(self, pipeline_name, execution_id, created=None):
-        from ..pipeline.execution import PipelineExecution
+        from ..workflow.execution import PipelineExecution
 
         return PipelineExecution(self.backend, pipeline_name, execution_id, created=created)
 

@@ -165,7 +165,7 @@ def launch_form(kind, kwargs, submit):
 def register_display(ipython):
     """Show handles through their views when they are a cell's result (the extension calls this once)."""
     from ..jobs import Job
-    from ..pipeline.execution import PipelineExecution
+    from ..workflow.execution import PipelineExecution
     from ..predictor import Predictor
 
     formatter = ipython.display_formatter.ipython_display_formatter

@@ -10,7 +10,7 @@ again after a kernel restart.
         runner.pid        the runner's process id (the runner also records it in state.json)
         runner.log        what the runner printed
 
-`python -m sm_r_magic.pipeline.runner <execution folder>` runs it (executor.py); the answers here are shaped
+`python -m sm_r_magic.workflow.runner <execution folder>` runs it (executor.py); the answers here are shaped
 like DescribePipelineExecution / ListPipelineExecutionSteps / ListPipelineExecutions, so the sagemaker backend
 can answer the same questions from the service."""
 
@@ -166,7 +166,7 @@ def _spawn_runner(folder):
     package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
     with open(folder.file("runner.log"), "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "sm_r_magic.pipeline.runner", folder.path],
+        proc = subprocess.Popen([sys.executable, "-m", "sm_r_magic.workflow.runner", folder.path],
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True)  # a kernel interrupt or restart must not reach it
     _runners[folder.execution_id] = proc

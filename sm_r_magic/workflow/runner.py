@@ -1,6 +1,6 @@
 """Runs one local pipeline execution to its end, detached from the kernel that started it.
 
-`python -m sm_r_magic.pipeline.runner EXECUTION_FOLDER` rebuilds the backend from the settings recorded in
+`python -m sm_r_magic.workflow.runner EXECUTION_FOLDER` rebuilds the backend from the settings recorded in
 state.json and runs the definition (executor.py). Because it owns the execution, a kernel interrupt or
 restart neither stops nor orphans it: describe it again from its folder. SIGTERM stops it (its running step
 jobs are stopped, as StopPipelineExecution does)."""
