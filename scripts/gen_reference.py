@@ -13,6 +13,7 @@ from pathlib import Path
 README = Path(__file__).resolve().parent.parent / "README.md"
 START, END = "<!-- reference:start -->", "<!-- reference:end -->"
 MAGICS = [("%%r_processing", "r_processing"), ("%%r_train", "r_train"), ("%%r_deploy / %r_deploy", "r_deploy"),
+          ("%r_pipeline", "r_pipeline"), ("%r_models", "r_models"), ("%r_approve", "r_approve"),
           ("%r_endpoints", "r_endpoints"), ("%r_jobs", "r_jobs"), ("%r_attach", "r_attach"), ("%r_image", "r_image")]
 
 

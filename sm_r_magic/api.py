@@ -11,6 +11,7 @@ from . import limits, options, parsing, rtools, sourcedir, spec, views
 from .backends import get_backend
 from .errors import JobFailed, SmRMagicError
 from .jobs import SESSION
+from .pipeline import names, registry
 
 
 def config():
@@ -99,9 +100,23 @@ def _show(handle, *, wait, progress, raise_on_failure):
     return handle
 
 
-def _finish(job, *, wait, progress, raise_on_failure):
-    SESSION.add_job(job)
-    return _show(job, wait=wait, progress=progress, raise_on_failure=raise_on_failure)
+CREATE_OPERATION = {"training": "CreateTrainingJob", "processing": "CreateProcessingJob"}
+
+
+def _checked_and_uploaded(kind, request, be, src, staged, dry_run=False):
+    """Check the request against SageMaker's limits (also for --dry-run), then store the code and the local data it
+    names; False for a dry run (nothing stored)."""
+    limits.check(CREATE_OPERATION[kind], request, on_sagemaker=be.name == "sagemaker")
+    if dry_run:
+        return False
+    be.upload(src, staged.values())
+    return True
+
+
+def _submit(kind, request, be, cfg, *, wait, progress, raise_on_failure):
+    job = SESSION.add_job(be.submit(kind, request))
+    return _show(job, wait=cfg.wait if wait is None else wait, progress=progress or cfg.progress,
+                 raise_on_failure=raise_on_failure)
 
 
 def processing(code, *, name=None, backend=None, inputs=None, outputs=None, instance_type=None,
@@ -123,23 +138,20 @@ def processing(code, *, name=None, backend=None, inputs=None, outputs=None, inst
             job_name=job_name, image=be.image(), role=be.role(), code_uri=be.code_uri(src), inputs=inputs,
             outputs=outputs, **resources, environment=_extra_environment(env, packages, cfg, source_dir),
             sourcedir_sha256=src.sha256)
-        limits.check("CreateProcessingJob", request, on_sagemaker=be.name == "sagemaker")
-        if dry_run:
+        if not _checked_and_uploaded("processing", request, be, src, staged, dry_run):
             return request
-        be.upload(src, staged.values())
-    job = be.submit("processing", request)
-    return _finish(job, wait=cfg.wait if wait is None else wait, progress=progress or cfg.progress,
-                   raise_on_failure=raise_on_failure)
+    return _submit("processing", request, be, cfg, wait=wait, progress=progress, raise_on_failure=raise_on_failure)
 
 
 def train(code, *, name=None, backend=None, channels=None, hyperparameters=None, instance_type=None,
           instance_count=None, env=None, files=(), source_dir=None, packages=(), wait=None, dry_run=False,
           progress=None, raise_on_failure=True, volume_size=None, max_runtime=None, spot=False,
-          checkpoint_uri=None, max_wait=None, metrics=None):
-    """Run R code as a training job. channels: name -> URI; hyperparameters: name -> JSON-able value."""
+          checkpoint_uri=None, max_wait=None, metrics=None, keep_alive=None):
+    """Run R code as a training job. channels: name -> URI; hyperparameters: name -> JSON-able value.
+    keep_alive: seconds a SageMaker warm pool keeps the instance (and per-job packages) for the next job."""
     cfg = config()
     resources = _resources(cfg, instance_type, instance_count, volume_size, max_runtime)
-    options.check(max_wait=max_wait)
+    options.check(max_wait=max_wait, keep_alive=keep_alive)
     _check_spot(spot, checkpoint_uri, max_wait, resources["max_runtime"],
                 on_sagemaker=(backend or cfg.backend).lower() == "sagemaker")
     cfg, be, base = _start(code, backend=backend, name=name, default_name="r-training")
@@ -150,14 +162,11 @@ def train(code, *, name=None, backend=None, channels=None, hyperparameters=None,
             job_name=spec.unique_name(base, src.sha256), image=be.image(), role=be.role(), code_uri=be.code_uri(src),
             channels=channels, hyperparameters=dict(hyperparameters or {}), output_path=be.training_output_path(),
             **resources, environment=_extra_environment(env, packages, cfg, source_dir), sourcedir_sha256=src.sha256,
-            spot=spot, max_wait=max_wait, checkpoint_uri=checkpoint_uri, metric_definitions=metrics)
-        limits.check("CreateTrainingJob", request, on_sagemaker=be.name == "sagemaker")
-        if dry_run:
+            spot=spot, max_wait=max_wait, checkpoint_uri=checkpoint_uri, metric_definitions=metrics,
+            keep_alive=keep_alive)
+        if not _checked_and_uploaded("training", request, be, src, staged, dry_run):
             return request
-        be.upload(src, staged.values())
-    job = be.submit("training", request)
-    return _finish(job, wait=cfg.wait if wait is None else wait, progress=progress or cfg.progress,
-                   raise_on_failure=raise_on_failure)
+    return _submit("training", request, be, cfg, wait=wait, progress=progress, raise_on_failure=raise_on_failure)
 
 
 def _check_spot(spot, checkpoint_uri, max_wait, max_runtime, on_sagemaker):
@@ -217,7 +226,7 @@ def _attach_anywhere(name, what=None):
         raise SmRMagicError(what)
     if isinstance(first_error, SmRMagicError):
         raise SmRMagicError(f"{first_error} (looked in {', '.join(order)}: pass --backend to name one)") from None
-    raise SmRMagicError(f"no job or endpoint named {name!r} (looked in {', '.join(order)})")
+    raise SmRMagicError(f"no job, endpoint or pipeline execution named {name!r} (looked in {', '.join(order)})")
 
 
 def parse_serverless(text):
@@ -277,12 +286,12 @@ def _deploy_sourcedir(code, files, source_dir):
 
 
 def _endpoint_requests(be, base, model_data, src, program, environment, *, instance_type, instance_count,
-                       serverless):
+                       serverless, image=None):
     """CreateModel, CreateEndpointConfig and CreateEndpoint, checked against SageMaker's limits."""
     sha = src.sha256 if src else ""
     name = spec.unique_name(base, sha or model_data)
     requests = {
-        "model": spec.model_request(model_name=name, image=be.image(), model_data=model_data, role=be.role(),
+        "model": spec.model_request(model_name=name, image=image or be.image(), model_data=model_data, role=be.role(),
                                     code_uri=be.code_uri(src) if src else None, program=program,
                                     environment=environment, sourcedir_sha256=sha),
         "endpoint_config": spec.endpoint_config_request(config_name=name, model_name=name, instance_type=instance_type,
@@ -295,14 +304,21 @@ def _endpoint_requests(be, base, model_data, src, program, environment, *, insta
     return requests
 
 
-def deploy(code=None, *, model=None, name=None, backend=None, instance_type=None, instance_count=None, env=None,
-           files=(), source_dir=None, packages=(), serverless=None, workers=None, keep=False, wait=None,
-           dry_run=False, progress=None, raise_on_failure=True):
+def deploy(code=None, *, model=None, model_package=None, name=None, backend=None, instance_type=None,
+           instance_count=None, env=None, files=(), source_dir=None, packages=(), serverless=None, workers=None,
+           keep=False, wait=None, dry_run=False, progress=None, raise_on_failure=True):
     """Deploy a trained model as an endpoint; `code` defines model_fn (and optional input_fn, predict_fn,
-    output_fn). Without code, the endpoint serves the code saved with the model (code/deploy.R)."""
+    output_fn). Without code, the endpoint serves the code saved with the model (code/deploy.R).
+
+    model_package="group" deploys the newest Approved version of a model package group ("group/3": that
+    version) with the inference code it was registered with: image, model data and environment from its
+    InferenceSpecification; a cell (or --file/--source-dir) replaces that code."""
     cfg = config()
     be = get_backend(backend, cfg)
-    base = parsing.validate_base_name(name or "r-endpoint")
+    if model is not None and model_package is not None:
+        raise SmRMagicError("give --model or --model-package, not both")
+    group = registry.parse_reference(model_package)[0] if model_package is not None else None
+    base = parsing.validate_base_name(name or _package_endpoint_name(group) or "r-endpoint")
     serverless = parse_serverless(serverless) if not isinstance(serverless, tuple) else serverless
     options.check(instance_count=instance_count, workers=workers)
     limits.preload()
@@ -312,18 +328,24 @@ def deploy(code=None, *, model=None, name=None, backend=None, instance_type=None
         if be.name == "local" or rtools.find_rscript(cfg.rscript):
             rtools.check_syntax(code, cfg.rscript)
     be.check_ready()
-    staged_model, job = _resolve_model(model, be)
-    model_data = staged_model.uri
     environment = _extra_environment(env, packages, cfg, source_dir)
     if workers:
         environment["SM_R_MAGIC_WORKERS"] = str(workers)
+    image = None
+    if model_package is not None:
+        container = _package_container(be, model_package)
+        staged_model, job, image = be.model_data_uri(container["ModelDataUrl"]), None, container["Image"]
+        environment = {**(container.get("Environment") or {}), **environment}
+    else:
+        staged_model, job = _resolve_model(model, be)
+    model_data = staged_model.uri
     if not (has_code or files or source_dir):
         _check_saved_code(job, model_data, environment)
     src, program = _deploy_sourcedir(code, files, source_dir)
     try:
         requests = _endpoint_requests(be, base, model_data, src, program, environment, serverless=serverless,
                                       instance_type=instance_type or cfg.endpoint_instance_type,
-                                      instance_count=instance_count or 1)
+                                      instance_count=instance_count or 1, image=image)
         if dry_run:
             return {operation: requests[key] for operation, key in ENDPOINT_OPERATIONS}
         be.upload(src, [staged_model])
@@ -336,7 +358,8 @@ def deploy(code=None, *, model=None, name=None, backend=None, instance_type=None
 
 
 def attach(name, backend=None):
-    """Re-open a job or endpoint started earlier (this kernel, another one, or before a restart) by its name.
+    """Re-open a job or endpoint started earlier (this kernel, another one, or before a restart) by its name, or
+    a pipeline execution by its execution id.
 
     Without a backend, the configured one is searched first, then the others (after a kernel restart the
     configured backend is `local` again, while the job may be on SageMaker)."""
@@ -344,6 +367,8 @@ def attach(name, backend=None):
         handle = get_backend(backend, config()).attach(name)
     else:
         handle = _attach_anywhere(name)
+    if handle.kind == "pipeline":
+        return handle
     if hasattr(handle, "endpoint_name"):
         return SESSION.add_endpoint(handle)
     return SESSION.add_job(handle)
@@ -367,3 +392,82 @@ def endpoints(backend=None):
     for predictor in be.list_endpoints():
         known.setdefault(predictor.endpoint_name, predictor)
     return [p for p in known.values() if p.status not in ("Deleted",)]
+
+
+def executions(pipeline_name=None, backend=None):
+    """The backend's pipeline executions (of one pipeline, or of all; local: every one under the local root),
+    oldest first."""
+    if pipeline_name is not None:
+        names.check_pipeline_name(pipeline_name)
+    return get_backend(backend, config()).list_pipeline_executions(pipeline_name)
+
+
+# -- pipelines and the model registry ------------------------------------------------------------------------
+def pipeline(name, steps, *, condition=None, register=None, inference=None, fail_message=None, cache=None,
+             model_step=None, backend=None):
+    """A pipeline made from the cells' job handles (steps, in any order): `.definition()` is the JSON
+    CreatePipeline takes, `.run(parameters=..., backend=..., wait=...)` starts an execution.
+
+    condition: "STEP.OUTPUT/FILE:JSON.PATH OP NUMBER" (a JSON report a processing step wrote, e.g. with
+    sm_report()); register: a model package group the training step's model is registered into (when the
+    condition holds), served by `inference` (an R file defining model_fn, a deploy() handle, or by default the
+    code saved with the model); model_step: which training step's model, when there are several; fail_message:
+    a Fail step when the condition does not hold; cache: how long an unchanged step's earlier run is reused
+    ("30d", "12h", "PT1H"); backend: where run() runs it (default: where the cells ran)."""
+    from .pipelines import Pipeline
+
+    return Pipeline(name, steps, condition=condition, register=register, inference=inference,
+                    fail_message=fail_message, cache=cache, model_step=model_step, backend=backend)
+
+
+def model_packages(group, backend=None):
+    """The versions of a model package group, newest first (DescribeModelPackage-shaped dicts: version, approval
+    status, creation time, inference specification, metrics, the execution that registered it)."""
+    group, version = registry.parse_reference(group)
+    if version is not None:
+        raise SmRMagicError(f"give a model package group ({group}), not a version: every version is listed")
+    return get_backend(backend, config()).list_model_packages(group)
+
+
+def approve(reference, reject=False, backend=None):
+    """Approve (or, with reject=True, reject) a model package version "group/N"; returns its new description."""
+    group, version = registry.parse_reference(reference)
+    if version is None:
+        raise SmRMagicError(f"{reference}: say which version, e.g. {group}/1 (%r_models {group} lists them)")
+    return get_backend(backend, config()).update_model_package_approval(group, version,
+                                                                       "Rejected" if reject else "Approved")
+
+
+def _package_endpoint_name(group):
+    """The default endpoint base name of a model package deploy: the group's name, where it fits."""
+    if group and len(group) <= parsing.MAX_BASE_NAME:
+        return group
+    return None
+
+
+def _package_container(be, reference):
+    """The serving container of a model package version: the newest Approved one of a group, or the version
+    given (Approved or pending; not a Rejected one). One line, and nothing created, when there is none."""
+    group, version = registry.parse_reference(reference)
+    if version is not None:
+        package = be.describe_model_package(group, version)
+        if package["ModelApprovalStatus"] == "Rejected":
+            raise SmRMagicError(f"--model-package {group}/{version} is Rejected: approve it first "
+                                f"(%r_approve {group}/{version}) or deploy another version")
+    else:
+        packages = sorted(be.list_model_packages(group), key=lambda p: p["ModelPackageVersion"], reverse=True)
+        if not packages:
+            raise SmRMagicError(f"--model-package {group}: the group has no versions yet: run the pipeline that "
+                                "registers into it first")
+        approved = [p for p in packages if p["ModelApprovalStatus"] == "Approved"]
+        if not approved:
+            newest = packages[0]
+            raise SmRMagicError(f"--model-package {group}: no version is Approved (newest: {group}/"
+                                f"{newest['ModelPackageVersion']}, {newest['ModelApprovalStatus']}): approve one "
+                                f"with %r_approve {group}/{newest['ModelPackageVersion']}, or name a version")
+        package = approved[0]
+    containers = (package.get("InferenceSpecification") or {}).get("Containers") or []
+    if not containers or not containers[0].get("ModelDataUrl"):
+        raise SmRMagicError(f"--model-package {reference}: version {package['ModelPackageVersion']} names no "
+                            "model data in its inference specification")
+    return containers[0]

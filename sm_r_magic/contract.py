@@ -9,7 +9,8 @@ ENDPOINT_TERMINAL = ("InService", "Failed", "Deleted", "OutOfService")
 # DescribeTrainingJob / DescribeProcessingJob: which key holds the status, which the name
 STATUS_KEY = {"training": "TrainingJobStatus", "processing": "ProcessingJobStatus"}
 NAME_KEY = {"training": "TrainingJobName", "processing": "ProcessingJobName"}
-KIND_LABEL = {"training": "training job", "processing": "processing job", "endpoint": "endpoint"}
+KIND_LABEL = {"training": "training job", "processing": "processing job", "endpoint": "endpoint",
+              "pipeline": "pipeline execution"}
 
 # -- the shared container's contract (DESIGN.md section 2), as sagemaker-training-toolkit names its own --------
 OPT_ML = "/opt/ml"                                  # SageMaker's root in every job and endpoint container
@@ -44,4 +45,6 @@ ENV_PACKAGES = "SM_R_MAGIC_PACKAGES"          # --packages
 ENV_R_REPOS = "SM_R_MAGIC_R_REPOS"            # where per-job packages come from
 ENV_WORKERS = "SM_R_MAGIC_WORKERS"            # R workers of an endpoint
 ENV_BIND_HOST = "SM_R_MAGIC_BIND_HOST"        # 127.0.0.1 for local endpoints
+ENV_WARMPOOL_CACHE = "SAGEMAKER_MANAGED_WARMPOOL_CACHE_DIRECTORY"  # SageMaker's: kept with a warm pool's instance
+WARMPOOL_CACHE_DIR = f"{OPT_ML}/sagemaker/warmpoolcache"               # where SageMaker puts it
 ENV_MODEL_DATA = "SM_R_MAGIC_MODEL_DATA"      # a model.tar.gz to extract into the model folder (local, docker)

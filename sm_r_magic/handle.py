@@ -134,6 +134,10 @@ class Handle:
     def done(self):
         return self.status in self.terminal_statuses
 
+    @property
+    def failure_reason(self):
+        return self._cached().get("FailureReason")
+
     # -- logs ----------------------------------------------------------------------------------------------
     def poll_logs(self):
         """New log lines since the last call (also kept for logs())."""

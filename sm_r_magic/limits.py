@@ -50,6 +50,7 @@ OPTIONS = [
     (r".*VolumeSizeInGB", "--volume-size"),
     (r"StoppingCondition\.MaxRuntimeInSeconds", "--max-run"),
     (r"StoppingCondition\.MaxWaitTimeInSeconds", "--max-wait"),
+    (r"ResourceConfig\.KeepAlivePeriodInSeconds", "--keep-alive"),
     (r"CheckpointConfig.*", "--checkpoint-uri"),
 ]
 # Entries sm-r-magic itself puts in maps: the option or setting that fills them.

@@ -77,6 +77,9 @@ OPTIONS = (
            "job resumes (sagemaker).", (TRAINING,), metavar="S3_URI"),
     Option("--max-wait", "max_wait", "With --spot: the most seconds to wait for spot capacity plus the run "
            "(default --max-run).", (TRAINING,), metavar="SECONDS", type=int, check=_at_least_one("--max-wait")),
+    Option("--keep-alive", "keep_alive", "Keep the instance in a SageMaker warm pool this many seconds after the "
+           "job, so a matching next job starts at once and finds its --packages installed (billed while kept).",
+           (TRAINING,), metavar="SECONDS", type=int, check=_at_least_one("--keep-alive")),
     # -- every magic's -------------------------------------------------------------------------------------
     Option("--backend", "backend", "Where to run: local (default; this machine's R), docker (the shared image) or "
            "sagemaker.", choices=BACKENDS, type=str.lower, form="choice",
@@ -84,6 +87,9 @@ OPTIONS = (
     Option("--model", "model", "A training job handle ({job}), a training job name, or a model.tar.gz path/URI "
            "(default: this session's latest training job).", (ENDPOINT,), metavar="JOB|NAME|MODEL_TAR_GZ",
            form="text"),
+    Option("--model-package", "model_package", "Deploy a registered model version instead: the newest Approved "
+           "version of GROUP, or GROUP/VERSION, served with the inference code it was registered with (a cell "
+           "replaces that code).", (ENDPOINT,), metavar="GROUP[/VERSION]"),
     Option("--name", "name", "Base name of the job (a timestamp suffix makes it unique); also the default variable "
            "the handle is stored in, when that variable is free (else give --as).", form="text",
            endpoint_help="Base name of the endpoint (a timestamp suffix makes it unique); also the default "

@@ -130,10 +130,6 @@ class Predictor(Handle):
         return self.status
 
     @property
-    def failure_reason(self):
-        return self._cached().get("FailureReason")
-
-    @property
     def url(self):
         desc = self._cached()
         return desc.get("LocalUrl") or desc.get("EndpointArn")

@@ -82,7 +82,7 @@ def _resources(instance_type, instance_count, volume_size):
 def training_request(*, job_name, image, code_uri, channels, hyperparameters, output_path, role=None,
                      instance_type="ml.m5.large", instance_count=1, volume_size=30, max_runtime=86400,
                      environment=None, sourcedir_sha256="", program=TRAIN_PROGRAM, spot=False,
-                     max_wait=None, checkpoint_uri=None, metric_definitions=None):
+                     max_wait=None, checkpoint_uri=None, metric_definitions=None, keep_alive=None):
     hps = encode_hyperparameters(hyperparameters)
     hps[HP_PROGRAM] = json.dumps(program)
     hps[HP_SUBMIT_DIRECTORY] = json.dumps(code_uri)
@@ -115,6 +115,8 @@ def training_request(*, job_name, image, code_uri, channels, hyperparameters, ou
     if spot:
         request["EnableManagedSpotTraining"] = True
         request["StoppingCondition"]["MaxWaitTimeInSeconds"] = int(max_wait or max_runtime)
+    if keep_alive:  # a SageMaker warm pool: the instance waits this long for the next matching job
+        request["ResourceConfig"]["KeepAlivePeriodInSeconds"] = int(keep_alive)
     if checkpoint_uri:  # synced both ways with sm_checkpoint_dir(); with spot, a restarted job resumes from it
         request["CheckpointConfig"] = {"S3Uri": checkpoint_uri, "LocalPath": CHECKPOINT_DIR}
     return request

@@ -155,3 +155,39 @@ def test_docker_job_installs_into_its_cached_library_and_reuses_it(settings, loc
                          raise_on_failure=False)
     assert bad.status == "Failed"
     assert f"package 'nosuchpkg' is not available from {rrepo.url}" in bad.failure_reason
+
+
+# -- warm pools (--keep-alive): the cache SageMaker keeps with the instance -----------------------------------
+
+def test_keep_alive_jobs_install_into_the_warm_pool_cache_and_the_next_one_installs_nothing(settings, local_root,
+                                                                                          rrepo):
+    """SageMaker sets SAGEMAKER_MANAGED_WARMPOOL_CACHE_DIRECTORY for a job with a keep-alive period and keeps it
+    with the warm instance; the local backend gives such jobs a folder that outlives them, as the instance does."""
+    env = {"SM_R_MAGIC_R_REPOS": rrepo.url}
+    cache = local_root / "local-warmpool-cache"
+    job = api.train(USE_B, packages=["smrtoyb"], keep_alive=600, env=env, progress="none")
+    logs = job.logs()
+    assert job.status == "Completed", logs
+    assert "installing R packages: smrtoyb" in logs and f"into {cache}/sm-r-magic/library-R" in logs
+    assert job.request["ResourceConfig"]["KeepAlivePeriodInSeconds"] == 600
+    again = api.train(USE_B, packages=["smrtoyb"], keep_alive=600, env=env, progress="none")
+    logs = again.logs()
+    assert again.status == "Completed", logs
+    assert "R packages already installed: smrtoyb" in logs and "installing" not in logs
+    assert installed_in(local_root / "r-library") == []  # the warm pool's cache, not the shared library
+
+
+@pytest.mark.docker
+def test_docker_keep_alive_jobs_share_the_warm_pool_cache(settings, local_root, rrepo):
+    problem = engine_problem()
+    if problem:
+        pytest.skip(problem)
+    ensure_image(IMAGE)
+    settings.image = IMAGE
+    env = {"SM_R_MAGIC_R_REPOS": rrepo.url}
+    first = api.train(USE_B, backend="docker", packages=["smrtoyb"], keep_alive=60, env=env, progress="none")
+    assert first.status == "Completed", first.logs()
+    assert "into /opt/ml/sagemaker/warmpoolcache/sm-r-magic/library-R" in first.logs()
+    again = api.train(USE_B, backend="docker", packages=["smrtoyb"], keep_alive=60, env=env, progress="none")
+    assert "R packages already installed: smrtoyb" in again.logs() and "installing" not in again.logs()
+    assert installed_in(local_root / "docker-r-library") == []

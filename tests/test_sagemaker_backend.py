@@ -284,6 +284,22 @@ def test_spot_and_checkpoint_options(shell, moto_server, fast, capsys):
     assert moto_server.client("sagemaker").list_training_jobs()["TrainingJobSummaries"] == []
 
 
+def test_keep_alive_asks_for_a_warm_pool(shell, moto_server, fast, capsys):
+    """--keep-alive becomes ResourceConfig.KeepAlivePeriodInSeconds of the CreateTrainingJob SageMaker receives
+    (moto accepts it); out of the service's range it is one line and nothing is created."""
+    backend = configure_shell(shell)
+    sent = capture(backend, "CreateTrainingJob")
+    _, error = run_cell(shell, "r_train", "--backend sagemaker --name warm --keep-alive 900 --async", TRAIN)
+    assert error is None, error
+    assert sent[-1]["ResourceConfig"]["KeepAlivePeriodInSeconds"] == 900
+    job = moto_server.client("sagemaker").describe_training_job(TrainingJobName=shell.user_ns["warm"].name)
+    assert job["ResourceConfig"]["KeepAlivePeriodInSeconds"] == 900
+    for bad in ("--keep-alive 0", "--keep-alive 999999"):
+        _, error = run_cell(shell, "r_train", f"--backend sagemaker --name cold {bad}", TRAIN)
+        assert type(error).__name__ == "UsageError" and "--keep-alive" in str(error), (bad, error)
+    assert len(moto_server.client("sagemaker").list_training_jobs()["TrainingJobSummaries"]) == 1
+
+
 # -- dedup ---------------------------------------------------------------------------------------------------
 
 def test_resubmission_uploads_nothing(sm, moto_server, mtcars_csv, tmp_path):

@@ -85,7 +85,8 @@ class Backend:
         return []
 
     def attach(self, name):
-        """A Job or Predictor by name (exact, or the latest starting with `name-`)."""
+        """A Job or Predictor by name (exact, or the latest starting with `name-`), or a pipeline execution
+        (pipeline.execution.PipelineExecution) by its execution id."""
         raise NotImplementedError
 
     # -- endpoints: the requests of spec.model_request / endpoint_config_request / endpoint_request ---------
@@ -113,6 +114,68 @@ class Backend:
 
     def list_endpoints(self):
         return []
+
+    def endpoint_model_request(self, name):
+        """The CreateModel request of an endpoint (its PrimaryContainer: image, model data, the environment that
+        names its inference code), for registering a model served with the same code."""
+        raise NotImplementedError
+
+    # -- pipelines: the definition JSON CreatePipeline takes (pipeline/definition.py) -----------------------
+    def start_pipeline(self, pipeline_name, definition, parameters=None):
+        """Start an execution of `definition` (local and docker: pipeline.executions.start; sagemaker: create or
+        update the pipeline, then StartPipelineExecution) -> pipeline.execution.PipelineExecution. Bad input
+        (a name, an unknown parameter) is an SmRMagicError and starts nothing."""
+        raise NotImplementedError
+
+    def describe_pipeline_execution(self, pipeline_name, execution_id):
+        """DescribePipelineExecution-shaped: PipelineArn, PipelineExecutionArn, PipelineExecutionDisplayName,
+        PipelineExecutionStatus (Executing, Stopping, Stopped, Failed, Succeeded), FailureReason, CreationTime,
+        LastModifiedTime (local and docker add EndTime, Parameters, Steps and LocalExecutionFolder)."""
+        raise NotImplementedError
+
+    def list_pipeline_execution_steps(self, pipeline_name, execution_id):
+        """ListPipelineExecutionSteps' PipelineExecutionSteps: the steps that started (StepName, StepStatus,
+        StartTime, EndTime, FailureReason, CacheHitResult, Metadata {TrainingJob|ProcessingJob {Arn},
+        Condition {Outcome}, RegisterModel {Arn}, Fail {ErrorMessage}})."""
+        raise NotImplementedError
+
+    def stop_pipeline_execution(self, pipeline_name, execution_id):
+        """Stop the execution: its running step jobs are stopped, nothing more starts."""
+        raise NotImplementedError
+
+    def list_pipeline_executions(self, pipeline_name=None):
+        """PipelineExecution handles of one pipeline (or of every pipeline), oldest first."""
+        return []
+
+    def pipeline_execution_definition(self, pipeline_name, execution_id):
+        """The definition dict that execution runs."""
+        raise NotImplementedError
+
+    def job_from_arn(self, arn):
+        """The jobs.Job a pipeline step ran, from its ARN ("arn:aws:sagemaker:...:training-job/NAME", or the
+        local backends' "local:training-job/NAME")."""
+        raise NotImplementedError
+
+    # -- the model registry (CreateModelPackage requests; answers shaped like DescribeModelPackage) ----------
+    def register_model_package(self, request):
+        """Add a version from a CreateModelPackage request (the group is created when missing); returns its
+        DescribeModelPackage-shaped answer."""
+        raise NotImplementedError
+
+    def list_model_packages(self, group):
+        """The group's versions, newest first, each DescribeModelPackage-shaped (ModelPackageGroupName,
+        ModelPackageVersion, ModelPackageArn, ModelApprovalStatus, CreationTime, InferenceSpecification,
+        ModelMetrics, MetadataProperties {GeneratedBy}, CustomerMetadataProperties). A group that does not
+        exist is an SmRMagicError."""
+        raise NotImplementedError
+
+    def describe_model_package(self, group, version):
+        """One version, DescribeModelPackage-shaped; a missing group or version is an SmRMagicError."""
+        raise NotImplementedError
+
+    def update_model_package_approval(self, group, version, status):
+        """Set the approval (Approved, Rejected, PendingManualApproval); returns the version's new answer."""
+        raise NotImplementedError
 
 
 def local_model_tarball(uri):

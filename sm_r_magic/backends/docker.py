@@ -29,7 +29,7 @@ import sys
 
 from .. import spec
 from ..contract import (ENV_BIND_HOST, ENV_BIND_TO_PORT, ENV_MODEL_DATA, ENV_PROCESSING_JOB_NAME, ENV_R_REPOS,
-                        ENV_TRAINING_JOB_NAME, ENV_WORKERS, OPT_ML)
+                        ENV_TRAINING_JOB_NAME, ENV_WARMPOOL_CACHE, ENV_WORKERS, OPT_ML, WARMPOOL_CACHE_DIR)
 from ..docker_engine import check_image, container_name, docker_cli, first_line
 from ..errors import SmRMagicError
 from ..paths import container_digest
@@ -134,18 +134,22 @@ class DockerLauncher:
     # -- jobs --------------------------------------------------------------------------------------------
     def job_launch(self, kind, request, folder):
         environment = dict(request.get("Environment", {}))
+        mounts = []
         if kind == "training":
             name = request["TrainingJobName"]
             environment.setdefault(ENV_TRAINING_JOB_NAME, name)
             image = request["AlgorithmSpecification"]["TrainingImage"]
             command = [image, "train"]
+            if request["ResourceConfig"].get("KeepAlivePeriodInSeconds"):  # as SageMaker's warm pools do
+                environment[ENV_WARMPOOL_CACHE] = WARMPOOL_CACHE_DIR
+                mounts = _mount(self.backend.warmpool_cache_dir(), WARMPOOL_CACHE_DIR)
         else:
             name = request["ProcessingJobName"]
             environment.setdefault(ENV_PROCESSING_JOB_NAME, name)
             app = request["AppSpecification"]
             entry = list(app.get("ContainerEntrypoint") or [spec.ENTRYPOINT, "process"])
             command = ["--entrypoint", entry[0], app["ImageUri"]] + entry[1:] + list(app.get("ContainerArguments", []))
-        argv = self.run_args(name, JOB_LABEL, environment, folder) + command
+        argv = self.run_args(name, JOB_LABEL, environment, folder, extra_mounts=mounts) + command
         grace = int(self.config.stop_timeout)
         cname = container_name(name)
         return {

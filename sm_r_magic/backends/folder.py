@@ -6,6 +6,7 @@ this machine's Rscript, or `docker run`), for jobs and for endpoint servers.
     <local_root>/sourcedir/<sha256>/sourcedir.tar.gz     the cells' code (0600)
     <local_root>/<jobs dir>/<job>/                        see jobfolder.py
     <local_root>/<endpoints dir>/<endpoint>/              see folder_endpoints.py
+    <local_root>/pipelines/, <local_root>/model-registry/  see folder_pipelines.py (shared by local and docker)
     <local_root>/output/                                  training output path; output/<job>/<name> processing outputs
 """
 
@@ -18,6 +19,7 @@ from ..uris import Staged, is_s3, local_path
 from .base import Backend, local_model_tarball
 from .folder_endpoints import FolderEndpoints
 from .folder_jobs import FolderJobs
+from .folder_pipelines import FolderPipelines
 
 
 KERNEL_FILESYSTEMS = ("/proc", "/sys")
@@ -43,6 +45,7 @@ class FolderBackend(Backend):
         self.launcher = self.launcher_class(self)
         self.jobs = FolderJobs(self, self.jobs_subdir, self.launcher)
         self.endpoints = FolderEndpoints(self, self.endpoints_subdir, self.launcher)
+        self.pipelines = FolderPipelines(self)
 
     @property
     def root(self):
@@ -64,6 +67,13 @@ class FolderBackend(Backend):
         if kernel or not os.path.isdir(path) or not os.access(path, os.W_OK | os.X_OK):
             raise SmRMagicError(f"cannot keep local jobs under {self.root} ({path} is not a writable folder): "
                                 '%config RMagic.local_root = "~/sm-r-magic" (or set SM_R_MAGIC_LOCAL_ROOT)')
+
+    def warmpool_cache_dir(self):
+        """What SAGEMAKER_MANAGED_WARMPOOL_CACHE_DIRECTORY is for this backend's jobs with a keep-alive period: a
+        folder that outlives each job, as a warm pool's instance does."""
+        path = os.path.join(self.root, f"{self.name}-warmpool-cache")
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        return path
 
     def code_uri(self, sourcedir):
         return os.path.join(self.root, "sourcedir", sourcedir.sha256, spec.SOURCEDIR_NAME)
@@ -123,8 +133,9 @@ class FolderBackend(Backend):
         return self.jobs.list()
 
     def attach(self, name):
-        """A job or endpoint by its exact name, or the latest job or live endpoint whose name starts with `name-`
-        (the base name given with --name). An attached endpoint is not deleted when this kernel exits."""
+        """A job or endpoint by its exact name, a pipeline execution by its id, or the latest job or live endpoint
+        whose name starts with `name-` (the base name given with --name). An attached endpoint is not deleted
+        when this kernel exits."""
         from ..predictor import Predictor
 
         if self.endpoints.exists(name):
@@ -132,6 +143,9 @@ class FolderBackend(Backend):
         exact = self.jobs.folder(name).state()
         if exact:
             return self.jobs.attach(name)
+        execution = self.pipelines.find(name)
+        if execution is not None:
+            return execution
         matches = [(job.created, job) for job in self.jobs.list() if job.name.startswith(name + "-")]
         matches += [(created, Predictor(self, found, keep=True))
                     for created, found in self.endpoints.live_names(prefix=name + "-")]
@@ -159,3 +173,45 @@ class FolderBackend(Backend):
 
     def list_endpoints(self, include_deleted=False):
         return self.endpoints.list(include_deleted)
+
+    def endpoint_model_request(self, name):
+        from .jobfolder import read_json
+
+        requests = read_json(os.path.join(self.endpoints.folder(name).path, "requests.json"))
+        if not requests:
+            raise SmRMagicError(f"no {self.name} endpoint named {name} under {self.endpoints.endpoints_dir}")
+        return requests["model"]
+
+    # -- pipelines and the model registry (folder_pipelines.py) -------------------------------------------
+    def start_pipeline(self, pipeline_name, definition, parameters=None):
+        return self.pipelines.start(pipeline_name, definition, parameters)
+
+    def describe_pipeline_execution(self, pipeline_name, execution_id):
+        return self.pipelines.describe(pipeline_name, execution_id)
+
+    def list_pipeline_execution_steps(self, pipeline_name, execution_id):
+        return self.pipelines.list_steps(pipeline_name, execution_id)
+
+    def stop_pipeline_execution(self, pipeline_name, execution_id):
+        return self.pipelines.stop(pipeline_name, execution_id)
+
+    def list_pipeline_executions(self, pipeline_name=None):
+        return self.pipelines.list(pipeline_name)
+
+    def pipeline_execution_definition(self, pipeline_name, execution_id):
+        return self.pipelines.definition(pipeline_name, execution_id)
+
+    def job_from_arn(self, arn):
+        return self.pipelines.job_from_arn(arn)
+
+    def register_model_package(self, request):
+        return self.pipelines.register(request)
+
+    def list_model_packages(self, group):
+        return self.pipelines.list_packages(group)
+
+    def describe_model_package(self, group, version):
+        return self.pipelines.describe_package(group, version)
+
+    def update_model_package_approval(self, group, version, status):
+        return self.pipelines.update_approval(group, version, status)

@@ -10,7 +10,7 @@ import time
 
 from .. import rtools, spec
 from ..contract import (ENV_BIND_HOST, ENV_BIND_TO_PORT, ENV_MODEL_DATA, ENV_PROCESSING_JOB_NAME, ENV_PYTHON,
-                        ENV_R_LIBRARY, ENV_ROOT, ENV_RSCRIPT, ENV_TRAINING_JOB_NAME, ENV_WORKERS)
+                        ENV_R_LIBRARY, ENV_ROOT, ENV_RSCRIPT, ENV_TRAINING_JOB_NAME, ENV_WARMPOOL_CACHE, ENV_WORKERS)
 from ..paths import CONTAINER_DIR, ENTRYPOINT
 from ..uris import is_s3, path_of
 from . import jobfolder as jf
@@ -47,6 +47,8 @@ class ProcessLauncher:
         env.update(request.get("Environment", {}))
         if kind == "training":
             env[ENV_TRAINING_JOB_NAME] = request["TrainingJobName"]
+            if request["ResourceConfig"].get("KeepAlivePeriodInSeconds"):  # as SageMaker's warm pools do
+                env[ENV_WARMPOOL_CACHE] = self.backend.warmpool_cache_dir()
             argv = ["/bin/sh", ENTRYPOINT, "train"]
         else:
             env[ENV_PROCESSING_JOB_NAME] = request["ProcessingJobName"]

@@ -32,7 +32,13 @@
   stats::setNames(repos, paste0("repo", seq_along(repos)))
 }
 
+# A SageMaker warm pool (--keep-alive) keeps SAGEMAKER_MANAGED_WARMPOOL_CACHE_DIRECTORY with its instance: packages
+# installed there are found by the next job on that instance, which then installs nothing.
 .sm_pkg_library <- function() {
+  warm <- Sys.getenv("SAGEMAKER_MANAGED_WARMPOOL_CACHE_DIRECTORY", "")
+  if (nzchar(warm) && dir.exists(warm) && file.access(warm, 2L) == 0L) {
+    return(file.path(warm, "sm-r-magic", paste0("library-R", R.version$major, ".", sub("\\..*", "", R.version$minor))))
+  }
   lib <- Sys.getenv("SM_R_MAGIC_R_LIBRARY", "")
   if (nzchar(lib)) return(path.expand(lib))
   image_lib <- "/usr/local/lib/R/sm-cache"

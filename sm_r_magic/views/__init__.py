@@ -44,6 +44,8 @@ def widget_view(handle):
     try:
         if handle.kind == "endpoint":
             from .endpoint import EndpointView as view_class
+        elif handle.kind == "pipeline":
+            from .pipeline import PipelineView as view_class  # absent: the text view
         else:
             from .job import JobView as view_class
     except ImportError:
@@ -163,10 +165,11 @@ def launch_form(kind, kwargs, submit):
 def register_display(ipython):
     """Show handles through their views when they are a cell's result (the extension calls this once)."""
     from ..jobs import Job
+    from ..pipeline.execution import PipelineExecution
     from ..predictor import Predictor
 
     formatter = ipython.display_formatter.ipython_display_formatter
-    for handle_type in (Job, Predictor):
+    for handle_type in (Job, Predictor, PipelineExecution):
         formatter.for_type(handle_type, display_handle)
 
 

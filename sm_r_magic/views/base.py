@@ -14,6 +14,7 @@ import time
 import ipywidgets as widgets
 from IPython.display import display
 
+from ..contract import KIND_LABEL
 from ..handle import utc_now
 from .frontend import request_id
 from .html import CSS, esc, fmt_duration, status_html
@@ -138,6 +139,10 @@ class HandleView(TextPart, widgets.VBox):
     css_class = "smr-view"
     views = None  # per subclass: handle key -> view, so a handle has one view however often it is shown
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.views = {}
+
     @classmethod
     def for_handle(cls, handle):
         key = (handle.backend_name, handle.kind, handle.name)
@@ -177,7 +182,7 @@ class HandleView(TextPart, widgets.VBox):
         return []
 
     def _kind_label(self):
-        return self.handle.kind
+        return KIND_LABEL.get(self.handle.kind, self.handle.kind)
 
     def render(self, snap, now):
         raise NotImplementedError
@@ -199,6 +204,16 @@ class HandleView(TextPart, widgets.VBox):
             self._settle(snap.status)
 
     def _settles(self, snap):
+        return True
+
+    def act(self, action, what, button):
+        """Run a button's action; a failure shows in the view's message line and gives the button back."""
+        try:
+            action()
+        except Exception as exc:
+            self.message.value = error_html(f"{what} failed:", exc)
+            button.disabled = False
+            return False
         return True
 
     def set_note(self, text):

@@ -20,21 +20,12 @@ SETTLED = ("InService", "Failed", "Deleted")
 
 class EndpointView(HandleView):
     css_class = "smr-endpoint-widget"
-    views = {}
 
-    def __init__(self, predictor, **kwargs):
-        self._deleting = False
-        self.last_response = None
-        super().__init__(predictor, **kwargs)
-
-    @property
-    def predictor(self):
-        return self.handle
-
-    def _kind_label(self):
-        return "endpoint"
+    predictor = property(lambda self: self.handle)
 
     def _body(self):
+        self._deleting = False
+        self.last_response = None
         self.details = widgets.HTML()
         self.payload = widgets.Textarea(value=EXAMPLE_PAYLOADS["text/csv"], placeholder="request body",
                                         layout=widgets.Layout(width="100%", max_width="48em", height="6em"))
@@ -169,12 +160,8 @@ class EndpointView(HandleView):
 
     def _do_delete(self):
         self._deleting = True
-        try:
-            self.handle.delete()
-        except Exception as exc:
+        if not self.act(self.handle.delete, "delete", self.delete_button):
             self._deleting = False
-            self.message.value = f'<div class="smr-box"><span class="smr-error">delete failed:</span> {esc(exc)}</div>'
-            self.delete_button.disabled = False
             return
         self._final = False
         self.refresh()

@@ -19,7 +19,6 @@ class JobView(HandleView):
     """Progress of one job; watch() drives it in the foreground, the poller thread in the background."""
 
     css_class = "smr-job-widget"
-    views = {}
 
     def __init__(self, job, tail_lines=TAIL_LINES, **kwargs):
         self.tail_lines = tail_lines
@@ -27,12 +26,7 @@ class JobView(HandleView):
         self._waiting = False
         super().__init__(job, **kwargs)
 
-    @property
-    def job(self):
-        return self.handle
-
-    def _kind_label(self):
-        return f"{self.handle.kind} job"
+    job = property(lambda self: self.handle)
 
     def _body(self):
         self.timeline = widgets.HTML()
@@ -165,11 +159,7 @@ class JobView(HandleView):
                          on_cancel=lambda: setattr(self.stop_button, "disabled", self.handle.done))
 
     def _do_stop(self):
-        try:
-            self.handle.stop(wait=False)
-        except Exception as exc:
-            self.message.value = f'<div class="smr-box"><span class="smr-error">stop failed:</span> {esc(exc)}</div>'
-            self.stop_button.disabled = False
+        if not self.act(lambda: self.handle.stop(wait=False), "stop", self.stop_button):
             return
         self._stopping = True
         self.refresh()

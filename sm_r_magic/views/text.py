@@ -91,7 +91,8 @@ def print_jobs_table(jobs, endpoints, older):
         print("no jobs yet")
         return
     head = ("name", "kind", "backend", "status", "elapsed")
-    rows = [(j.name, j.kind, j.backend_name, j.status, f"{j.elapsed:.1f}s") for j in jobs]
+    rows = [(j.name, j.kind if j.kind != "pipeline" else f"pipeline {j.pipeline_name}", j.backend_name, j.status,
+             f"{j.elapsed:.1f}s") for j in jobs]
     rows += [(p.endpoint_name, "endpoint", p.backend_name, p.status, f"{p.elapsed:.1f}s") for p in endpoints]
     widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(5)]
     for row in [head] + rows:
