@@ -171,19 +171,6 @@ def model_request(*, model_name, image, model_data, role=None, code_uri=None, pr
     return request
 
 
-def model_package_request(*, model_name, package_arn, role=None, environment=None):
-    """CreateModel for a registered model version: the container names the version (ModelPackageName, as the
-    SageMaker SDK's ModelPackage sends it) and SageMaker takes image, model data and inference code from the
-    version's InferenceSpecification; `environment` is added to the version's (and wins)."""
-    container = {"ModelPackageName": package_arn}
-    if environment:
-        container["Environment"] = dict(environment)
-    request = {"ModelName": model_name, "PrimaryContainer": container, "Tags": tags("", "model")}
-    if role:
-        request["ExecutionRoleArn"] = role
-    return request
-
-
 def endpoint_config_request(*, config_name, model_name, instance_type="ml.m5.large", instance_count=1,
                             serverless=None, sourcedir_sha256=""):
     variant = {"VariantName": "AllTraffic", "ModelName": model_name}

@@ -473,47 +473,45 @@ def test_registry_groups_versions_newest_first_and_approval(sm, moto_server):
 
 
 def test_deploying_the_newest_approved_version(sm, moto_server):
-    """--model-package GROUP deploys the newest Approved version: CreateModel names it (ModelPackageName, as the
-    SDK's ModelPackage does) and SageMaker takes image, model data and inference code from the version."""
+    """--model-package GROUP deploys the newest Approved version: CreateModel with that version's own container
+    (its image, the model data its pipeline wrote, the environment naming its inference code)."""
     models = capture(sm, "CreateModel")
     sm.register_model_package(package_request("empty-models", 1))  # pending only
     with pytest.raises(SmRMagicError, match=r"has no Approved version \(newest: 1, PendingManualApproval\): "
                                             r"approve one, e.g. %r_approve empty-models/1"):
-        sm.resolve_model_package("empty-models")
+        sm.latest_approved_model_package("empty-models")
+    with pytest.raises(SmRMagicError, match="no version is Approved"):
+        sm_r_magic.deploy(model_package="empty-models", backend="sagemaker")
     moto_server.client("sagemaker").create_model_package_group(ModelPackageGroupName="no-versions")
     with pytest.raises(SmRMagicError, match="model package group no-versions has no versions"):
-        sm.resolve_model_package("no-versions")
+        sm.latest_approved_model_package("no-versions")
+    with pytest.raises(SmRMagicError, match="the group has no versions yet"):
+        sm_r_magic.deploy(model_package="no-versions", backend="sagemaker")
 
     for n, approval in ((1, "Approved"), (2, "Approved"), (3, "Rejected"), (4, "PendingManualApproval")):
         sm.register_model_package(package_request("mtcars-models", n, approval=approval))
-    chosen = sm.resolve_model_package("mtcars-models")
-    assert chosen["ModelPackageVersion"] == 2
-    assert sm.resolve_model_package("mtcars-models/4")["ModelPackageVersion"] == 4  # asked for by number
-    with pytest.raises(SmRMagicError, match="mtcars-models/3 was Rejected: approve it first"):
-        sm.resolve_model_package("mtcars-models/3")
-    with pytest.raises(SmRMagicError, match="write GROUP/VERSION with a version number"):
-        sm.resolve_model_package("mtcars-models/latest")
+    assert sm.latest_approved_model_package("mtcars-models")["ModelPackageVersion"] == 2
+    with pytest.raises(SmRMagicError, match="mtcars-models/3 is Rejected"):
+        sm_r_magic.deploy(model_package="mtcars-models/3", backend="sagemaker")
     assert models == []  # nothing created by any of that
 
-    name = spec.unique_name("mtcars-v2")
-    requests = {"model": spec.model_package_request(model_name=name, package_arn=chosen["ModelPackageArn"], role=ROLE,
-                                                    environment={"SM_R_MAGIC_WORKERS": "2"}),
-                "endpoint_config": spec.endpoint_config_request(config_name=name, model_name=name,
-                                                                serverless=(2048, 5)),
-                "endpoint": spec.endpoint_request(endpoint_name=name, config_name=name)}
-    names.check_request("CreateModel", requests["model"])
-    predictor = sm.deploy(requests)
+    predictor = sm_r_magic.deploy(model_package="mtcars-models", backend="sagemaker", serverless="2048,5", workers=2)
     (sent,) = models
-    assert sent["PrimaryContainer"] == {"ModelPackageName": chosen["ModelPackageArn"],
-                                        "Environment": {"SM_R_MAGIC_WORKERS": "2"}}
-    assert sent["ExecutionRoleArn"] == ROLE and "Image" not in sent["PrimaryContainer"]
-    assert chosen["ModelPackageArn"].endswith(":model-package/mtcars-models/2")
-    assert sm.sm.describe_model(ModelName=name)["PrimaryContainer"]["ModelPackageName"] == chosen["ModelPackageArn"]
-    assert predictor.status == "InService"
+    assert sent["PrimaryContainer"] == {
+        "Image": IMAGE, "ModelDataUrl": package_request("mtcars-models", 2)["InferenceSpecification"][
+            "Containers"][0]["ModelDataUrl"],
+        "Environment": {"SAGEMAKER_SUBMIT_DIRECTORY": CODE, "SAGEMAKER_PROGRAM": "inference.R",
+                        "SM_R_MAGIC_WORKERS": "2"}}
+    assert sent["ExecutionRoleArn"] == ROLE
+    assert predictor.status == "InService" and predictor.endpoint_name.startswith("mtcars-models-")
+    assert sm.endpoint_model_request(predictor.endpoint_name)["PrimaryContainer"]["ModelDataUrl"] == \
+        sent["PrimaryContainer"]["ModelDataUrl"]
     moto_server.seed_endpoint_results([{"Body": "22.6\n", "ContentType": "text/csv"}])
     assert predictor.predict({"wt": [2.5], "hp": [120]}, content_type="text/csv") == [22.6]
+    sm_r_magic.deploy(model_package="mtcars-models/4", backend="sagemaker").delete()  # pending: by number only
+    assert models[-1]["PrimaryContainer"]["ModelDataUrl"].endswith("/exec4/fit/m/output/model.tar.gz")
     predictor.delete()
-    assert name not in [m["ModelName"] for m in sm.sm.list_models()["Models"]]
+    assert sm.sm.list_models()["Models"] == []
 
 
 # -- retargeting a pipeline built from local cells -------------------------------------------------------------
@@ -540,17 +538,22 @@ def test_a_pipeline_of_local_cells_runs_on_sagemaker_unchanged(sm, moto_server, 
     csv.parent.mkdir()
     csv.write_text(r_output("write.csv(mtcars, stdout(), row.names = FALSE)"))
     prep, fit, ev = run_local_cells(csv)
-    local = get_backend("local", settings)
+    serve = tmp_path / "serve.R"
+    serve.write_text(INFERENCE)
     with sourcedir.build(spec.INFERENCE_PROGRAM, INFERENCE) as src:
-        inference = local.upload(src)
         inference_sha = src.sha256
-    definition = d.build([prep, fit, ev], condition=CONDITION.replace("3.5", "10"), fail_message="RMSE above 10",
-                         register=d.Register(group="mtcars-models", code_uri=inference), cache="1d")
+    pipe = sm_r_magic.pipeline("mtcars", [prep, fit, ev], condition=CONDITION.replace("3.5", "10"),
+                               register="mtcars-models", inference=str(serve), fail_message="RMSE above 10",
+                               cache="1d")
+    definition = pipe.definition()  # for the backend the cells ran on
     assert any(s.startswith(str(local_root)) for s in every_string(definition))
 
     settings.image, settings.role = IMAGE, ROLE  # the sagemaker backend's settings
+    local = get_backend("local", settings)
+    for_sagemaker = pipe.definition(backend="sagemaker")  # a dry run: the inference code stored locally only
+    assert s3_keys(moto_server) == []  # naming S3 locations uploads nothing
     moved, staged = retarget(definition, local, sm)
-    assert s3_keys(moto_server) == []  # naming S3 locations uploads nothing (a dry run stays dry)
+    assert moved == for_sagemaker
     assert [s for s in every_string(moved) if s.startswith((str(tmp_path), "file://"))] == []
     steps, before = steps_by_name(moved), steps_by_name(definition)
     area = f"s3://{BUCKET}/sm-r-magic"
@@ -600,9 +603,17 @@ def test_a_pipeline_of_local_cells_runs_on_sagemaker_unchanged(sm, moto_server, 
         names.check_request(operation, {key: f"{name}-x", **resolved(steps[name])})
     names.check_request("CreateModelPackage", resolved(steps["register"]))
 
-    # uploaded content-addressed: each object is the bytes its key names
-    uploaded = sm.upload(None, staged)
-    assert sorted(uploaded) == sorted(item.uri for item in staged)
+    # run(backend="sagemaker") uploads what retargeting staged, content-addressed (each object is the bytes its
+    # key names), then creates the pipeline with that definition and starts it
+    s3_writes = []
+    for operation in ("PutObject", "CreateMultipartUpload"):
+        sm.client("s3").meta.events.register(f"before-call.s3.{operation}",
+                                             lambda params, **kw: s3_writes.append(params))
+    creates, updates = capture(sm, "CreatePipeline"), capture(sm, "UpdatePipeline")
+    first = pipe.run(backend="sagemaker", wait=False, progress="none")
+    assert json.loads(creates[0]["PipelineDefinition"]) == moved and first.status == "Succeeded"
+    uploaded = [f"s3://{BUCKET}/{key}" for key in s3_keys(moto_server)]
+    assert sorted(uploaded) == sorted(item.uri for item in staged) and len(s3_writes) == len(staged)
     assert {u for u in uploaded if "/sourcedir/" in u} == {
         code_uri(sha) for sha in (code_sha(prep), code_sha(fit), code_sha(ev), inference_sha)}
     s3 = moto_server.client("s3")
@@ -610,16 +621,12 @@ def test_a_pipeline_of_local_cells_runs_on_sagemaker_unchanged(sm, moto_server, 
         key = uri.split(f"{BUCKET}/", 1)[1]
         body = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
         assert hashlib.sha256(body).hexdigest() == key.split("/")[-2]
-    creates = capture(sm, "CreatePipeline")
-    first = sm.start_pipeline("mtcars", moved)
-    assert json.loads(creates[0]["PipelineDefinition"]) == moved and first.status == "Succeeded"
 
-    # a second run: the same definition, nothing to upload
-    again, staged_again = retarget(definition, local, sm)
-    assert again == moved and sm.upload(None, staged_again) == []
-    updates = capture(sm, "UpdatePipeline")
-    sm.start_pipeline("mtcars", again)
-    assert len(updates) == 1
+    # a second run: the same definition (UpdatePipeline), nothing uploaded
+    writes = len(s3_writes)
+    second = pipe.run(backend="sagemaker", wait=False, progress="none")
+    assert len(s3_writes) == writes and len(updates) == 1 and json.loads(updates[0]["PipelineDefinition"]) == moved
+    assert [e.name for e in pipe.executions(backend="sagemaker")] == [first.name, second.name]
 
     # a definition built from sagemaker cells needs no retargeting
     built_on_sagemaker = sagemaker_definition()

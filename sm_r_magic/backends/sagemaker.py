@@ -446,6 +446,20 @@ class SageMakerBackend(Backend):
         self.forget("endpoint", name)
         return True
 
+    def endpoint_model_request(self, name):
+        """The CreateModel request of an endpoint's model, from DescribeEndpoint, DescribeEndpointConfig and
+        DescribeModel (its PrimaryContainer names the inference code the endpoint serves)."""
+        config_name = self.describe_endpoint(name)["EndpointConfigName"]
+        config = self.call(f"describe the endpoint config of {name}", self.sm.describe_endpoint_config,
+                           EndpointConfigName=config_name)
+        model_name = config["ProductionVariants"][0]["ModelName"]
+        model = self.call(f"describe the model of {name}", self.sm.describe_model, ModelName=model_name)
+        request = {"ModelName": model_name,
+                   "PrimaryContainer": model.get("PrimaryContainer") or (model.get("Containers") or [{}])[0]}
+        if model.get("ExecutionRoleArn"):
+            request["ExecutionRoleArn"] = model["ExecutionRoleArn"]
+        return request
+
     def list_endpoints(self):
         response = self.call("list endpoints", self.sm.list_endpoints, SortBy="CreationTime", SortOrder="Descending",
                              MaxResults=LIST_LIMIT)
@@ -497,7 +511,3 @@ class SageMakerBackend(Backend):
 
     def latest_approved_model_package(self, group):
         return self.registry.latest_approved(group)
-
-    def resolve_model_package(self, reference):
-        """--model-package GROUP[/VERSION]: the version to deploy (DescribeModelPackage-shaped)."""
-        return self.registry.resolve(reference)

@@ -319,8 +319,12 @@ class SageMakerPipelines:
                          for s in self._executions_of(p["PipelineName"], LIST_LIMIT)]
             summaries.sort(key=lambda item: item[1]["StartTime"], reverse=True)
             summaries = summaries[:LIST_LIMIT]
-        return [PipelineExecution(self.backend, name, s["PipelineExecutionArn"].rsplit("/", 1)[1])
-                for name, s in reversed(summaries)]
+        return [self._handle(name, s) for name, s in reversed(summaries)]
+
+    def _handle(self, pipeline_name, summary):
+        started = summary.get("StartTime")
+        return PipelineExecution(self.backend, pipeline_name, summary["PipelineExecutionArn"].rsplit("/", 1)[1],
+                                 created=started.timestamp() if started else None)
 
     def find(self, name):
         """The execution with this id (or ARN), in any pipeline; None when there is none."""
@@ -337,7 +341,7 @@ class SageMakerPipelines:
         for pipeline in self.backend.call("list pipelines", self._pipelines):
             for summary in self._executions_of(pipeline["PipelineName"]):
                 if summary["PipelineExecutionArn"].endswith(f"/execution/{name}"):
-                    return PipelineExecution(self.backend, pipeline["PipelineName"], name)
+                    return self._handle(pipeline["PipelineName"], summary)
         return None
 
 

@@ -1,9 +1,7 @@
 """The SageMaker model registry, for the sagemaker backend, answering as the local registry does
 (pipeline/registry.py): model package groups (created when missing), numbered versions, approval, newest first
 always, answers shaped like DescribeModelPackage plus `Metrics` (the evaluation report a version's
-ModelMetrics names, read from S3). A registered version is deployed through CreateModel with
-`{"ModelPackageName": <its ARN>}` (spec.model_package_request), as the SageMaker SDK's ModelPackage does:
-SageMaker takes the image, model data and inference code from the version itself."""
+ModelMetrics names, read from S3)."""
 
 import json
 from concurrent.futures import ThreadPoolExecutor
@@ -11,7 +9,6 @@ from concurrent.futures import ThreadPoolExecutor
 from .. import aws
 from ..errors import SmRMagicError
 from ..pipeline import names
-from ..pipeline.registry import parse_reference
 from ..uris import is_s3, split_s3
 
 REPORT_MAX_BYTES = 1 << 20  # a metrics report is read back only up to this size
@@ -164,19 +161,6 @@ class SageMakerRegistry:
         version, status = newest[0]["ModelPackageVersion"], newest[0]["ModelApprovalStatus"]
         raise SmRMagicError(f"model package group {group} has no Approved version (newest: {version}, {status}): "
                             f"approve one, e.g. %r_approve {group}/{version}")
-
-    def resolve(self, reference):
-        """'GROUP' -> its newest Approved version; 'GROUP/VERSION' -> that version unless it was Rejected. The
-        DescribeModelPackage answer of what --model-package deploys."""
-        group, version = parse_reference(reference)
-        if version is None:
-            return self.latest_approved(group)
-        answer = self.describe(group, version)
-        if answer["ModelApprovalStatus"] == "Rejected":
-            raise SmRMagicError(f"model package {group}/{version} was Rejected: approve it first "
-                                f"(%r_approve {group}/{version}), or deploy the newest approved one (--model-package "
-                                f"{group})")
-        return answer
 
     # -- metrics -------------------------------------------------------------------------------------------
     def _metrics(self, answer):
