@@ -413,7 +413,7 @@ def package_request(group, n, approval=None, report=None):
     return request
 
 
-def test_registry_groups_versions_newest_first_and_approval(sm, moto_server):
+def test_registry_groups_versions_newest_first_and_approval(sm, moto_server, monkeypatch):
     groups, packages, lists, updates = (capture(sm, op) for op in (
         "CreateModelPackageGroup", "CreateModelPackage", "ListModelPackages", "UpdateModelPackage"))
     s3 = moto_server.client("s3")
@@ -470,6 +470,9 @@ def test_registry_groups_versions_newest_first_and_approval(sm, moto_server):
             call()
         assert "\n" not in str(info.value)
     assert sm.describe_model_package("mtcars-models", 1)["ModelApprovalStatus"] == "PendingManualApproval"
+    # should SageMaker spell a version's ARN otherwise than package_arn() guesses, the listed ARN is used
+    monkeypatch.setattr(sm.registry, "package_arn", lambda group, version: f"arn:aws:sagemaker:x:{ACCOUNT}:nope/1")
+    assert sm.describe_model_package("mtcars-models", 2)["ModelApprovalStatus"] == "Approved"
 
 
 def test_deploying_the_newest_approved_version(sm, moto_server):

@@ -24,7 +24,8 @@ class SageMakerRegistry:
         return self.backend.sm
 
     def package_arn(self, group, version):
-        """A version's ARN (SageMaker writes the group's name in lower case there)."""
+        """A version's ARN, as SageMaker writes it (the group's name in lower case); describe() falls back to the
+        listed ARN."""
         session = self.backend.session
         return (f"arn:{session.partition}:sagemaker:{session.region}:{session.account}:model-package/"
                 f"{group.lower()}/{int(version)}")
@@ -105,7 +106,11 @@ class SageMakerRegistry:
         names.check_group_name(group)
         answer = self._describe_arn(self.package_arn(group, version), f"{group}/{version}")
         if answer is None:
-            known = [s["ModelPackageVersion"] for s in self._summaries(group)]
+            summaries = self._summaries(group)
+            listed = [s["ModelPackageArn"] for s in summaries if s.get("ModelPackageVersion") == int(version)]
+            if listed:  # an ARN spelled otherwise than package_arn() guessed
+                return self._describe_arn(listed[0], f"{group}/{version}")
+            known = [s["ModelPackageVersion"] for s in summaries]
             if not known:
                 self.describe_group(group)  # says so when the group itself is missing
             raise SmRMagicError(f"model package group {group} has no version {version}"
