@@ -71,6 +71,10 @@ class S3Staging:
     def code_uri(self, sourcedir):
         return self.uri("sourcedir", sourcedir.sha256, spec.SOURCEDIR_NAME)
 
+    def code_file(self, path):
+        """An existing sourcedir.tar.gz (a local cell's stored code) where code_uri() puts the same bytes."""
+        return Staged(self.uri("sourcedir", self._file_sha(path), spec.SOURCEDIR_NAME), source=path)
+
     def _file_sha(self, path):
         st = os.stat(path)
         # ctime changes on every write and cannot be set back (unlike mtime): a rewritten file is re-hashed

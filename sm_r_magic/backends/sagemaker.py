@@ -2,14 +2,18 @@
 boto3 (Create*/Describe*/Stop*, sagemaker-runtime InvokeEndpoint). Code and local data go to S3
 (s3_staging.py), logs come from CloudWatch (cloudwatch.py).
 
+Pipelines (sagemaker_pipelines.py) and the model registry (sagemaker_registry.py) are composed in the same way.
+
 Watching is cheap whoever asks (the foreground wait loop, a widget's poller thread, %r_jobs, several handles of
 one job): a description is reused for `describe_ttl` seconds, and that time grows with how long the job has
 been watched (a tenth of it, up to the 30 s poll ceiling); CloudWatch Logs is read at most as often (but at once
 when the job has ended). The wait loop's own interval backs off from 5 s to 30 s. A job watched for a long time
 costs about two DescribeTrainingJob and two GetLogEvents calls a minute; adaptive retries add client-side rate
-limiting if SageMaker throttles anyway (see benchmarks/bench_submit.py).
+limiting if SageMaker throttles anyway (see benchmarks/bench_submit.py). A job's logs are read no more once they
+were read to the end well after the job ended (LOGS_SETTLED): an ended pipeline step costs nothing to watch.
 """
 
+import datetime
 import os
 import threading
 import time
@@ -23,11 +27,19 @@ from ..uris import is_s3
 from .base import Backend
 from .cloudwatch import LogTail
 from .s3_staging import S3Staging
+from .sagemaker_pipelines import EXECUTION_ID, SageMakerPipelines, job_of_arn
+from .sagemaker_registry import SageMakerRegistry
 
 LIST_LIMIT = 20
+# Codes of AWS errors a user can act on (a bad request, a missing or busy resource, a limit, a permission):
+# one line instead of a traceback.
+ACTIONABLE = ("ValidationException", "ResourceLimitExceeded", "ResourceInUse", "ResourceNotFound",
+              "ConflictException", "AccessDeniedException", "AccessDenied")
+LOGS_SETTLED = 60.0  # seconds after a job's end when CloudWatch has long shown all of its lines
 
 
 def _strip(response):
+    """An AWS answer without its ResponseMetadata."""
     response = dict(response)
     response.pop("ResponseMetadata", None)
     return response
@@ -40,7 +52,7 @@ class DescribeCache:
         self.backend = backend
         self._lock = threading.Lock()
         self.entries = {}     # key -> (monotonic time, description)
-        self.first_seen = {}  # key -> monotonic time of the first describe in this process
+        self.first_seen = {}  # key -> monotonic time of the first describe (or sighting) in this process
 
     def forget(self, key=None):
         with self._lock:
@@ -53,6 +65,17 @@ class DescribeCache:
         with self._lock:
             hit = self.entries.get(key)
         return hit[1] if hit else None
+
+    def fetched_at(self, key):
+        """When the kept description of `key` was fetched (monotonic), or -inf."""
+        with self._lock:
+            hit = self.entries.get(key)
+        return hit[0] if hit else float("-inf")
+
+    def seen(self, key):
+        """Note that `key` is being watched (a pipeline lists its step's job): its reuse time starts growing."""
+        with self._lock:
+            self.first_seen.setdefault(key, time.monotonic())
 
     def ttl(self, key, base):
         """How long a description (or a log read) of `key` stays fresh: `base` at first, then a tenth of the time
@@ -93,6 +116,8 @@ class SageMakerBackend(Backend):
         self.staging = S3Staging(self)
         self.log_tail = LogTail(self)
         self.describes = DescribeCache(self)
+        self.pipelines = SageMakerPipelines(self)
+        self.registry = SageMakerRegistry(self)
         self.api_calls = 0  # every AWS request made through this backend (benchmarks, tests)
 
     # -- session ---------------------------------------------------------------------------------------
@@ -119,20 +144,33 @@ class SageMakerBackend(Backend):
     def sm(self):
         return self.client("sagemaker")
 
-    def _call(self, what, func, **kwargs):
-        """An AWS call whose failure the user can act on becomes a one-line SmRMagicError."""
+    @staticmethod
+    def strip(response):
+        return _strip(response)
+
+    @staticmethod
+    def refusal(what, exc):
+        """What to raise for a failed AWS call: a one-line SmRMagicError when the user can act on it, else the
+        error itself."""
+        code = aws.error_code(exc)
+        if code in ACTIONABLE:
+            return SmRMagicError(f"SageMaker refused to {what}: {code}: {aws.error_message(exc)}")
+        return exc
+
+    def asking(self, what, func):
+        """func() (AWS calls, e.g. a paginator's pages); a failure the user can act on is one line."""
         from botocore.exceptions import ClientError, NoCredentialsError
 
         try:
-            return func(**kwargs)
+            return func()
         except NoCredentialsError:
             raise SmRMagicError(aws.CREDENTIALS_HINT) from None
         except ClientError as exc:
-            code = aws.error_code(exc)
-            if code in ("ValidationException", "ResourceLimitExceeded", "ResourceInUse", "AccessDeniedException",
-                        "AccessDenied"):
-                raise SmRMagicError(f"SageMaker refused to {what}: {code}: {aws.error_message(exc)}") from None
-            raise
+            raise self.refusal(what, exc) from None
+
+    def call(self, what, func, **kwargs):
+        """An AWS call whose failure the user can act on becomes a one-line SmRMagicError."""
+        return self.asking(what, lambda: func(**kwargs))
 
     # -- before submission -------------------------------------------------------------------------------
     def check_ready(self):
@@ -151,6 +189,10 @@ class SageMakerBackend(Backend):
 
     def code_uri(self, sourcedir):
         return self.staging.code_uri(sourcedir)
+
+    def code_file_uri(self, path):
+        """A stored sourcedir.tar.gz (a local cell's code) -> uris.Staged at the S3 location code_uri() gives it."""
+        return self.staging.code_file(path)
 
     def data_uri(self, uri, option):
         return self.staging.data_uri(uri, option)
@@ -186,7 +228,7 @@ class SageMakerBackend(Backend):
         if kind not in NAME_KEY:
             raise ValueError(f"unknown job kind {kind!r}")
         create = self.sm.create_training_job if kind == "training" else self.sm.create_processing_job
-        self._call(f"create the {kind} job", create, **request)
+        self.call(f"create the {kind} job", create, **request)
         return Job(self, kind, request[NAME_KEY[kind]])
 
     def forget(self, kind=None, name=None):
@@ -219,7 +261,30 @@ class SageMakerBackend(Backend):
         return True
 
     def read_logs(self, kind, name, cursor=None):
-        return self.log_tail.job_lines(kind, name, cursor)
+        """New log lines of a job; none, without asking CloudWatch, once they were read to the end well after
+        the job ended."""
+        if (cursor or {}).get("settled"):
+            return [], cursor
+        lines, cursor = self.log_tail.job_lines(kind, name, cursor)
+        if cursor and cursor.get("drained") and self._ended_long_ago(kind, name):
+            cursor = dict(cursor, settled=True)
+        return lines, cursor
+
+    def _ended_long_ago(self, kind, name):
+        desc = self.describes.peek((kind, name)) or {}
+        ended = desc.get("TrainingEndTime") or desc.get("ProcessingEndTime")
+        if not isinstance(ended, datetime.datetime) or ended.tzinfo is None:
+            return False
+        return (datetime.datetime.now(datetime.timezone.utc) - ended).total_seconds() > LOGS_SETTLED
+
+    def job_from_arn(self, arn):
+        """The Job of a pipeline step: "arn:aws:sagemaker:REGION:ACCOUNT:training-job/NAME" (or processing-job)."""
+        from ..jobs import Job
+
+        found = job_of_arn(arn)
+        if not found:
+            raise SmRMagicError(f"{arn!r} is not the ARN of a SageMaker training or processing job")
+        return Job(self, *found)
 
     def read_endpoint_logs(self, name, cursor=None):
         return self.log_tail.endpoint_lines(name, cursor)
@@ -230,9 +295,9 @@ class SageMakerBackend(Backend):
         if name_contains:
             args["NameContains"] = name_contains
         if kind == "training":
-            return [(s["CreationTime"], s["TrainingJobName"]) for s in self._call(
+            return [(s["CreationTime"], s["TrainingJobName"]) for s in self.call(
                 "list training jobs", self.sm.list_training_jobs, **args).get("TrainingJobSummaries", [])]
-        return [(s["CreationTime"], s["ProcessingJobName"]) for s in self._call(
+        return [(s["CreationTime"], s["ProcessingJobName"]) for s in self.call(
             "list processing jobs", self.sm.list_processing_jobs, **args).get("ProcessingJobSummaries", [])]
 
     def list_jobs(self):
@@ -245,11 +310,18 @@ class SageMakerBackend(Backend):
         return [job for _, job in found]
 
     def attach(self, name):
-        """A job or endpoint by exact name, else the latest job/endpoint whose name starts with `name-`."""
+        """A job or endpoint by exact name, a pipeline execution by id (or ARN), else the latest job/endpoint
+        whose name starts with `name-`."""
         from botocore.exceptions import ClientError
 
         from ..jobs import Job
 
+        if name.startswith("arn:"):
+            execution = self.pipelines.find(name)
+            if execution is None and job_of_arn(name) is None:
+                raise SmRMagicError(f"{name} is not the ARN of a pipeline execution or a job: give an execution "
+                                    "id, a job or an endpoint name")
+            return execution or self.job_from_arn(name)
         for kind in ("training", "processing"):
             try:
                 self.describe_job(kind, name)
@@ -261,6 +333,9 @@ class SageMakerBackend(Backend):
             return self._predictor(name)
         except SmRMagicError:
             pass
+        execution = self.pipelines.find(name)
+        if execution is not None:
+            return execution
         candidates = [(created, "job", kind, found) for kind in ("training", "processing")
                       for created, found in self._recent(kind, name_contains=name, limit=50)
                       if found.startswith(name + "-")]
@@ -272,8 +347,9 @@ class SageMakerBackend(Backend):
         candidates += [(e["CreationTime"], "endpoint", None, e["EndpointName"]) for e in endpoints
                        if e["EndpointName"].startswith(name + "-")]
         if not candidates:
-            raise SmRMagicError(f"no SageMaker job or endpoint named {name} (or {name}-...) in "
-                                f"{self.session.region}: list them with %r_jobs --backend sagemaker")
+            what = "job, endpoint or pipeline execution" if EXECUTION_ID.fullmatch(name) else "job or endpoint"
+            raise SmRMagicError(f"no SageMaker {what} named {name} (or {name}-...) in {self.session.region}: list "
+                                "them with %r_jobs --backend sagemaker")
         _, what, kind, found = max(candidates, key=lambda item: item[0])
         return Job(self, kind, found) if what == "job" else self._predictor(found)
 
@@ -291,11 +367,11 @@ class SageMakerBackend(Backend):
         model, config, endpoint = requests["model"], requests["endpoint_config"], requests["endpoint"]
         created = []
         try:
-            self._call("create the model", self.sm.create_model, **model)
+            self.call("create the model", self.sm.create_model, **model)
             created.append(("model", model["ModelName"]))
-            self._call("create the endpoint config", self.sm.create_endpoint_config, **config)
+            self.call("create the endpoint config", self.sm.create_endpoint_config, **config)
             created.append(("config", config["EndpointConfigName"]))
-            self._call("create the endpoint", self.sm.create_endpoint, **endpoint)
+            self.call("create the endpoint", self.sm.create_endpoint, **endpoint)
         except Exception:
             for what, name in reversed(created):
                 try:
@@ -370,7 +446,68 @@ class SageMakerBackend(Backend):
         self.forget("endpoint", name)
         return True
 
+    def endpoint_model_request(self, name):
+        """The CreateModel request of an endpoint's model, from DescribeEndpoint, DescribeEndpointConfig and
+        DescribeModel (its PrimaryContainer names the inference code the endpoint serves)."""
+        config_name = self.describe_endpoint(name)["EndpointConfigName"]
+        config = self.call(f"describe the endpoint config of {name}", self.sm.describe_endpoint_config,
+                           EndpointConfigName=config_name)
+        model_name = config["ProductionVariants"][0]["ModelName"]
+        model = self.call(f"describe the model of {name}", self.sm.describe_model, ModelName=model_name)
+        request = {"ModelName": model_name,
+                   "PrimaryContainer": model.get("PrimaryContainer") or (model.get("Containers") or [{}])[0]}
+        if model.get("ExecutionRoleArn"):
+            request["ExecutionRoleArn"] = model["ExecutionRoleArn"]
+        return request
+
     def list_endpoints(self):
-        response = self._call("list endpoints", self.sm.list_endpoints, SortBy="CreationTime", SortOrder="Descending",
-                              MaxResults=LIST_LIMIT)
+        response = self.call("list endpoints", self.sm.list_endpoints, SortBy="CreationTime", SortOrder="Descending",
+                             MaxResults=LIST_LIMIT)
         return [self._predictor(e["EndpointName"]) for e in reversed(response.get("Endpoints", []))]
+
+    # -- pipelines (sagemaker_pipelines.py) ----------------------------------------------------------------
+    def start_pipeline(self, pipeline_name, definition, parameters=None):
+        """Upsert the pipeline (CreatePipeline, else UpdatePipeline; RoleArn the backend's role) and start an
+        execution with `parameters` (local paths given for data parameters are uploaded) -> PipelineExecution.
+        The definition must be one for SageMaker: one built from local cells goes through pipeline.retarget
+        first, and the files it staged are uploaded with upload(None, staged) before this call."""
+        return self.pipelines.start(pipeline_name, definition, parameters)
+
+    def describe_pipeline_execution(self, pipeline_name, execution_id):
+        return self.pipelines.describe(pipeline_name, execution_id)
+
+    def list_pipeline_execution_steps(self, pipeline_name, execution_id):
+        return self.pipelines.steps(pipeline_name, execution_id)
+
+    def stop_pipeline_execution(self, pipeline_name, execution_id):
+        return self.pipelines.stop(pipeline_name, execution_id)
+
+    def list_pipeline_executions(self, pipeline_name=None):
+        return self.pipelines.list(pipeline_name)
+
+    def pipeline_execution_definition(self, pipeline_name, execution_id):
+        return self.pipelines.definition(pipeline_name, execution_id)
+
+    def pipeline_definition(self, pipeline_name):
+        """The pipeline's definition as SageMaker has it now (DescribePipeline)."""
+        return self.pipelines.pipeline_definition(pipeline_name)
+
+    def default_checkpoint_uri(self, step_name):
+        """Where a pipeline step whose cell kept its checkpoints locally keeps them on SageMaker."""
+        return self.staging.uri("checkpoints", step_name)
+
+    # -- model registry (sagemaker_registry.py) -------------------------------------------------------------
+    def register_model_package(self, request):
+        return self.registry.register(request)
+
+    def list_model_packages(self, group):
+        return self.registry.list(group)
+
+    def describe_model_package(self, group, version):
+        return self.registry.describe(group, version)
+
+    def update_model_package_approval(self, group, version, status, description=None):
+        return self.registry.update_approval(group, version, status, description)
+
+    def latest_approved_model_package(self, group):
+        return self.registry.latest_approved(group)
