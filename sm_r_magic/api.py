@@ -455,17 +455,7 @@ def _package_container(be, reference):
             raise SmRMagicError(f"--model-package {group}/{version} is Rejected: approve it first "
                                 f"(%r_approve {group}/{version}) or deploy another version")
     else:
-        packages = sorted(be.list_model_packages(group), key=lambda p: p["ModelPackageVersion"], reverse=True)
-        if not packages:
-            raise SmRMagicError(f"--model-package {group}: the group has no versions yet: run the pipeline that "
-                                "registers into it first")
-        approved = [p for p in packages if p["ModelApprovalStatus"] == "Approved"]
-        if not approved:
-            newest = packages[0]
-            raise SmRMagicError(f"--model-package {group}: no version is Approved (newest: {group}/"
-                                f"{newest['ModelPackageVersion']}, {newest['ModelApprovalStatus']}): approve one "
-                                f"with %r_approve {group}/{newest['ModelPackageVersion']}, or name a version")
-        package = approved[0]
+        package = be.latest_approved_model_package(group)
     containers = (package.get("InferenceSpecification") or {}).get("Containers") or []
     if not containers or not containers[0].get("ModelDataUrl"):
         raise SmRMagicError(f"--model-package {reference}: version {package['ModelPackageVersion']} names no "

@@ -480,13 +480,13 @@ def test_deploying_the_newest_approved_version(sm, moto_server):
     (its image, the model data its pipeline wrote, the environment naming its inference code)."""
     models = capture(sm, "CreateModel")
     sm.register_model_package(package_request("empty-models", 1))  # pending only
-    with pytest.raises(SmRMagicError, match=r"has no Approved version \(newest: 1, PendingManualApproval\): "
-                                            r"approve one, e.g. %r_approve empty-models/1"):
+    with pytest.raises(SmRMagicError, match=r"no version is Approved \(newest: empty-models/1, PendingManualApproval\): "
+                                            r"approve one with %r_approve empty-models/1"):
         sm.latest_approved_model_package("empty-models")
     with pytest.raises(SmRMagicError, match="no version is Approved"):
         sm_r_magic.deploy(model_package="empty-models", backend="sagemaker")
     moto_server.client("sagemaker").create_model_package_group(ModelPackageGroupName="no-versions")
-    with pytest.raises(SmRMagicError, match="model package group no-versions has no versions"):
+    with pytest.raises(SmRMagicError, match="no-versions: the group has no versions yet"):
         sm.latest_approved_model_package("no-versions")
     with pytest.raises(SmRMagicError, match="the group has no versions yet"):
         sm_r_magic.deploy(model_package="no-versions", backend="sagemaker")

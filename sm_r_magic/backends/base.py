@@ -177,6 +177,21 @@ class Backend:
         """Set the approval (Approved, Rejected, PendingManualApproval); returns the version's new answer."""
         raise NotImplementedError
 
+    def latest_approved_model_package(self, group):
+        """The newest Approved version of a group (DescribeModelPackage-shaped); an empty group, or one without an
+        Approved version, is one line saying what to do. Backends may answer it more cheaply."""
+        packages = sorted(self.list_model_packages(group), key=lambda p: p["ModelPackageVersion"], reverse=True)
+        if not packages:
+            raise SmRMagicError(f"--model-package {group}: the group has no versions yet: run the pipeline that "
+                                "registers into it first")
+        approved = [p for p in packages if p["ModelApprovalStatus"] == "Approved"]
+        if not approved:
+            newest = packages[0]
+            raise SmRMagicError(f"--model-package {group}: no version is Approved (newest: {group}/"
+                                f"{newest['ModelPackageVersion']}, {newest['ModelApprovalStatus']}): approve one "
+                                f"with %r_approve {group}/{newest['ModelPackageVersion']}, or name a version")
+        return approved[0]
+
 
 def local_model_tarball(uri):
     """--model given as a local path: an existing, readable gzip tar whose members are safe to extract

@@ -161,11 +161,11 @@ class SageMakerRegistry:
         newest = self._summaries(group, limit=1)
         if not newest:
             self.describe_group(group)
-            raise SmRMagicError(f"model package group {group} has no versions: run the pipeline that registers "
-                                "into it first")
+            raise SmRMagicError(f"--model-package {group}: the group has no versions yet: run the pipeline that "
+                                "registers into it first")
         version, status = newest[0]["ModelPackageVersion"], newest[0]["ModelApprovalStatus"]
-        raise SmRMagicError(f"model package group {group} has no Approved version (newest: {version}, {status}): "
-                            f"approve one, e.g. %r_approve {group}/{version}")
+        raise SmRMagicError(f"--model-package {group}: no version is Approved (newest: {group}/{version}, {status}): "
+                            f"approve one with %r_approve {group}/{version}, or name a version")
 
     # -- metrics -------------------------------------------------------------------------------------------
     def _metrics(self, answer):
