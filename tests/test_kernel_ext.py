@@ -160,7 +160,8 @@ def test_r_package_installs(r_library):
                              capture_output=True, text=True, timeout=60)
     assert exports.returncode == 0, exports.stderr
     for name in ("sm_processing", "sm_train", "sm_deploy", "sm_attach", "sm_jobs", "sm_config", "sm_status",
-                 "sm_logs", "sm_wait", "sm_stop", "sm_outputs", "sm_model_data", "sm_delete", "sm_addin_train"):
+                 "sm_logs", "sm_wait", "sm_stop", "sm_outputs", "sm_model_data", "sm_delete", "sm_addin_train",
+                 "sm_pipeline", "sm_executions", "sm_models", "sm_approve"):
         assert name in exports.stdout.split(), name
     dcf = (installed / "rstudio" / "addins.dcf").read_text()
     for binding in ("sm_addin_processing", "sm_addin_train", "sm_addin_deploy"):
