@@ -160,7 +160,8 @@ def test_r_package_installs(r_library):
                              capture_output=True, text=True, timeout=60)
     assert exports.returncode == 0, exports.stderr
     for name in ("sm_processing", "sm_train", "sm_deploy", "sm_attach", "sm_jobs", "sm_config", "sm_status",
-                 "sm_logs", "sm_wait", "sm_stop", "sm_outputs", "sm_model_data", "sm_delete", "sm_addin_train"):
+                 "sm_logs", "sm_wait", "sm_stop", "sm_outputs", "sm_model_data", "sm_delete", "sm_addin_train",
+                 "sm_pipeline", "sm_executions", "sm_models", "sm_approve"):
         assert name in exports.stdout.split(), name
     dcf = (installed / "rstudio" / "addins.dcf").read_text()
     for binding in ("sm_addin_processing", "sm_addin_train", "sm_addin_deploy"):
@@ -406,6 +407,42 @@ R_WORDS_EXAMPLES = [
     ("list them with %r_jobs --backend sagemaker", 'list them with sm_jobs(backend = "sagemaker")'),
     ("or use --backend local", 'or use backend = "local"'),
     ("pass --backend to name one", "pass `backend` to name one"),
+    # pipelines and the model registry (issue 13): Python's list and dict literals, the magics' cells and options
+    ("a pipeline needs at least one step: give the handles of the cells to chain, e.g. steps=[prep, fit, ev] "
+     "(--steps prep,fit,ev)",
+     "a pipeline needs at least one step: give the handles of the jobs to chain, e.g. steps = list(prep, fit, ev)"),
+    ("%r_pipeline needs --steps: the handles of the cells to chain, e.g. --steps prep,fit,ev",
+     "sm_pipeline() needs `steps`: the handles of the jobs to chain, e.g. steps = list(prep, fit, ev)"),
+    ("step 'x' is not a job handle of this session: give the handles your %%r_processing / %%r_train cells stored "
+     "(--as VAR, or the variable of --name)",
+     "step 'x' is not a job handle of this session: give the handles sm_processing() / sm_train() returned"),
+    ("--register g needs a training step: add the %%r_train cell whose model is registered to the steps",
+     'register = "g" needs a training step: add the sm_train() job whose model is registered to the steps'),
+    ("--register g: there are 2 training steps (fit, fit2): say whose model to register with --model-step fit2 "
+     "(model_step= in Python)",
+     'register = "g": there are 2 training steps (fit, fit2): say whose model to register with model_step = "fit2"'),
+    ("--inference serve.R: no such R file: give an R file defining model_fn(model_dir), or a %%r_deploy handle",
+     'inference = "serve.R": no such R file: give an R file defining model_fn(model_dir), or an sm_deploy() handle'),
+    ("--inference names the code registered versions are served with: it goes with --register GROUP",
+     "`inference` names the code registered versions are served with: it goes with register = GROUP"),
+    ("pipeline parameter raw has no default: give parameters={'raw': ...}",
+     "pipeline parameter raw has no default: give parameters = list(raw = ...)"),
+    ("pipeline execution p1 of mtcars ran on docker, not local: attach it with backend='docker'",
+     'pipeline execution p1 of mtcars ran on docker, not local: attach it with backend = "docker"'),
+    ("  .run(parameters={...}) starts an execution; .definition() is the CreatePipeline JSON",
+     "  $run(parameters = list(...)) starts an execution; $definition() is the CreatePipeline JSON"),
+    ("g: say which version, e.g. g/1 (%r_models g lists them)", 'g: say which version, e.g. g/1 (sm_models("g") lists them)'),
+    ("--model-package g/3 is Rejected: approve it first (%r_approve g/3) or deploy another version",
+     'model_package = "g/3" is Rejected: approve it first (sm_approve("g/3")) or deploy another version'),
+    ("--model-package g: no version is Approved (newest: g/2, PendingManualApproval): approve one with "
+     "%r_approve g/2, or name a version",
+     'model_package = "g": no version is Approved (newest: g/2, PendingManualApproval): approve one with '
+     'sm_approve("g/2"), or name a version'),
+    ("give --model or --model-package, not both", "give `model` or `model_package`, not both"),
+    ("--model m-1: its training code (train.R) has no deploy.R to serve: write model_fn(model_dir) in a %%r_deploy "
+     "cell below the magic line (or train with --file deploy.R)",
+     'model = "m-1": its training code (train.R) has no deploy.R to serve: write model_fn(model_dir) in the code of '
+     'sm_deploy() (or train with files = "deploy.R")'),
     # the user's own code is quoted as it is
     ("R code does not parse: line 2, column 13: unexpected symbol in `y <- --name foo`",
      "R code does not parse: line 2, column 13: unexpected symbol in `y <- --name foo`"),

@@ -30,7 +30,8 @@ nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
 NOTEBOOKS = os.path.join(REPO, "notebooks")
-EXPECTED = {"quickstart.ipynb", "hyperparameters.ipynb", "bring-your-own-packages.ipynb", "sagemaker.ipynb"}
+EXPECTED = {"quickstart.ipynb", "hyperparameters.ipynb", "bring-your-own-packages.ipynb", "sagemaker.ipynb",
+            "pipeline.ipynb"}
 CELL_TIMEOUT = 120
 
 
@@ -243,6 +244,59 @@ def test_bring_your_own_packages(execute, local_root, r_available):
     assert f"R packages already installed: smrmetrics (library {library})" in second
     assert "installing" not in second
     assert sorted(os.listdir(library)) == ["smrmetrics"]
+
+
+# -- pipeline ------------------------------------------------------------------------------------------------
+
+def test_pipeline(execute, local_root, r_available):
+    """The seed's complete example as cells: two executions register versions 1 and 2, a stricter pipeline is
+    blocked by its condition with the Fail step's message, %r_models lists newest first, the approved version is
+    deployed and predicts what R's own predict() of that registered model gives, then the endpoint is gone."""
+    with execute("pipeline.ipynb") as nb:  # in the kernel, `run` is the first execution
+        state = nb.probe_json(
+            '{"runs": [(e.status, [s["StepName"] for s in e.steps()]) for e in (run, run2, blocked)], '
+            '"blocked_reason": blocked.failure_reason, "predictions": predictions, '
+            '"test": os.path.join(run2.step_job("prep").outputs["test"], "test.csv"), '
+            '"run_ids": [run.name, run2.name], "models": [run.step_job("fit").model_data, '
+            'run2.step_job("fit").model_data], "endpoint": predictor.status, "folder": predictor.local_folder}')
+        served = nb.probe_json('predictor.backend.endpoint_model_request(predictor.endpoint_name)'
+                                '["PrimaryContainer"]["ModelDataUrl"]')
+        described = text_of(nb.cell("%r_pipeline quakes "))
+        blocked_out = stdout_of(nb.cell("%r_pipeline quakes-strict"))
+        models_table = stdout_of(nb.cell("%r_models")).splitlines()
+        approved = stdout_of(nb.cell("%r_approve"))
+        deleted = text_of(nb.cell("predictor.delete()"))
+
+    assert "if it holds, register the model of fit into quakes-models (served by serve.R as inference.R)" in described
+    assert "parameter raw = " in described and described.rstrip().endswith("the CreatePipeline JSON")
+    registered = ["prep", "fit", "evaluate", "condition", "register"]
+    assert state["runs"][:2] == [["Succeeded", registered], ["Succeeded", registered]]
+    # the blocked run: the condition did not hold, the Fail step ended it with its message, nothing registered
+    assert state["runs"][2] == ["Failed", ["prep", "fit", "evaluate", "condition", "fail"]]
+    assert state["blocked_reason"] == "test RMSE above 0.1: not registered"
+    assert "Failed" in blocked_out and "test RMSE above 0.1: not registered" in blocked_out
+    assert "condition  Condition      Succeeded  False" in blocked_out
+
+    # %r_models: both versions, newest first, pending, each with the execution that registered it
+    assert models_table[0].split() == ["version", "approval", "created", "metrics", "execution"]
+    rows = [line.split() for line in models_table[1:]]
+    assert [row[0] for row in rows] == ["quakes-models/2", "quakes-models/1"]
+    assert [row[1] for row in rows] == ["PendingManualApproval"] * 2
+    assert [row[-1] for row in rows] == state["run_ids"][::-1]
+    assert approved.strip() == "quakes-models/2: Approved"
+
+    # the deployed endpoint served version 2's model, and answered what R's predict() of that model gives
+    assert served == state["models"][1]
+    script = (f'd <- tempfile(); dir.create(d); untar("{served}", exdir = d); m <- readRDS(file.path(d, "model.rds")); '
+              f'cat(sprintf("%.15g", predict(m, newdata = read.csv("{state["test"]}"))), sep = "\\n")')
+    expected = [float(v) for v in r_output(script).split()]
+    assert len(expected) == 250  # every fourth of the 1,000 earthquakes of the second run
+    assert state["predictions"] == pytest.approx(expected, abs=1e-9)
+
+    # the endpoint is gone, its R server too
+    assert state["endpoint"] == "Deleted" and "no live endpoints" in deleted
+    endpoint_state = json.load(open(os.path.join(state["folder"], "state.json")))
+    assert not pid_alive(endpoint_state["pid"])
 
 
 # -- sagemaker (against moto) --------------------------------------------------------------------------------

@@ -7,10 +7,17 @@
 #' or JSON into a data.frame, call \code{predict(model, newdata = data)} and answer one value per line.
 #' Without code, the endpoint serves the code saved with the model (\code{code/deploy.R}).
 #'
+#' \code{model_package = "group"} deploys the newest Approved version of a model package group (a pipeline's
+#' \code{register}; \code{sm_models()} lists the versions, \code{sm_approve()} approves one), or
+#' \code{"group/3"} that version, with the image, model data and inference code it was registered with: no code
+#' is needed (code given here replaces the registered code).
+#'
 #' @inheritParams sm_processing
 #' @param code Inference code (string, function body, quoted expression or .R file), or NULL.
 #' @param model A training job handle, a training job name, or a model.tar.gz path / URI. Default: this
 #'   session's latest training job.
+#' @param model_package A registered version to deploy instead of \code{model}: \code{"group"} (its newest
+#'   Approved version) or \code{"group/N"}.
 #' @param ... Further named arguments of the Python \code{sm_r_magic.deploy()} (\code{dry_run = TRUE} returns
 #'   the three SageMaker requests as a list). Any other name is an error (\code{sm_usage_error}).
 #' @param serverless \code{"MEMORY_MB[,MAX_CONCURRENCY]"} for a serverless endpoint (sagemaker).
@@ -27,12 +34,14 @@
 #' }, model = job)
 #' predict(ep, data.frame(wt = c(2.5, 3)))
 #' sm_delete(ep)
+#'
+#' ep <- sm_deploy(model_package = "mtcars-models")   # the newest approved version
 #' }
 #' @export
-sm_deploy <- function(code = NULL, ..., model = NULL, name = NULL, backend = NULL, instance_type = NULL,
-                      instance_count = NULL, env = NULL, files = NULL, source_dir = NULL, packages = NULL,
-                      serverless = NULL, workers = NULL, keep = FALSE, wait = NULL, progress = NULL,
-                      error_on_failure = TRUE) {
+sm_deploy <- function(code = NULL, ..., model = NULL, model_package = NULL, name = NULL, backend = NULL,
+                      instance_type = NULL, instance_count = NULL, env = NULL, files = NULL, source_dir = NULL,
+                      packages = NULL, serverless = NULL, workers = NULL, keep = FALSE, wait = NULL,
+                      progress = NULL, error_on_failure = TRUE) {
   code <- .sm_code(code, allow_null = TRUE)
   api <- .sm_api()
   if (!reticulate::py_has_attr(api, "deploy")) {
@@ -56,6 +65,7 @@ sm_deploy <- function(code = NULL, ..., model = NULL, name = NULL, backend = NUL
   args$workers <- .sm_int(workers, "workers")
   args$keep <- .sm_flag(keep, "keep")
   args$model <- model
+  args$model_package <- .sm_string(model_package, "model_package")
   args <- args[!vapply(args, is.null, logical(1))]
   .sm_result(.sm_call_list(api$deploy, c(list(code), args, extra)))
 }

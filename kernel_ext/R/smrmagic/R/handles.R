@@ -22,7 +22,8 @@
 #'     \code{$url}, \code{$failure_reason}, \code{$elapsed}, \code{$local_folder}; \code{$logs()},
 #'     \code{$wait()}, \code{$predict(newdata, ...)}, \code{$invoke(body, ...)}, \code{$delete()}.}
 #' }
-#' \code{$py} is the Python object (\code{sm_py()}). Handles cannot be changed with \code{$<-}.
+#' \code{$py} is the Python object (\code{sm_py()}). Handles cannot be changed with \code{$<-}. Pipelines and
+#' their executions: \link{pipeline-fields}.
 #' @param x A handle.
 #' @param name A field name.
 #' @param value Unused: handles are read-only.
@@ -66,11 +67,7 @@ NULL
   if (name %in% names(.sm_field_aliases)) {
     name <- .sm_field_aliases[[name]]
   }
-  if (!name %in% fields) {
-    what <- if (inherits(x, "sm_endpoint")) "an endpoint handle" else "a job handle"
-    .sm_abort(what, " has no `$", name, "`: use ", paste0("$", setdiff(fields, "py"), collapse = ", "),
-              " (or sm_py(h)$", name, " for the Python object)")
-  }
+  .sm_check_field(x, name, fields)
   switch(name,
     py = .subset2(x, "py"),
     name = as.character(x),
@@ -87,6 +84,15 @@ NULL
     delete = function() sm_delete(x),
     .sm_get(x, name)
   )
+}
+
+# A name the handle (or pipeline) does not have: one line listing the ones it has.
+.sm_check_field <- function(x, name, fields) {
+  if (!name %in% fields) {
+    .sm_abort(.sm_what(x), " has no `$", name, "`: use ", paste0("$", setdiff(fields, "py"), collapse = ", "),
+              " (or sm_py(h)$", name, " for the Python object)")
+  }
+  invisible(name)
 }
 
 # The last value of each metric in the logs: regexes = list(rmse = "rmse: ([0-9.]+)").

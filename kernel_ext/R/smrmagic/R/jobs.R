@@ -162,15 +162,25 @@ sm_train <- function(code, ..., channels = NULL, hyperparameters = NULL, name = 
 
 .sm_wrap <- function(py) {
   kind <- reticulate::py_to_r(py$kind)
-  structure(list(py = py), class = if (identical(kind, "endpoint")) "sm_endpoint" else "sm_job")
+  classes <- c(endpoint = "sm_endpoint", pipeline = "sm_execution")
+  structure(list(py = py), class = if (kind %in% names(classes)) classes[[kind]] else "sm_job")
 }
 
 .sm_handle <- function(h, what = "h") {
-  if (!inherits(h, c("sm_job", "sm_endpoint"))) {
-    .sm_abort(what, " must be a job or endpoint handle (from sm_processing(), sm_train(), sm_deploy() or ",
-              "sm_attach()), not ", class(h)[1])
+  if (!inherits(h, c("sm_job", "sm_endpoint", "sm_execution"))) {
+    .sm_abort(what, " must be a job, endpoint or pipeline execution handle (from sm_processing(), sm_train(), ",
+              "sm_deploy(), a pipeline's $run() or sm_attach()), not ", class(h)[1])
   }
   h$py
+}
+
+# Functions that read what only a job has (outputs, model data): a pipeline execution's are its steps' jobs.
+.sm_job_only <- function(h, r_function) {
+  if (inherits(h, "sm_execution")) {
+    .sm_abort(r_function, "() reads a job: for a pipeline execution, give one of its steps' jobs, e.g. ",
+              r_function, "(run$step_job(\"fit\"))")
+  }
+  invisible(h)
 }
 
 .sm_get <- function(h, attr) {
@@ -178,20 +188,21 @@ sm_train <- function(code, ..., channels = NULL, hyperparameters = NULL, name = 
   .sm_py_value(.sm_call(.sm$builtins$getattr, py, attr))
 }
 
-#' The handle of the latest job or endpoint of this R session
+#' The handle of the latest job, endpoint or pipeline execution of this R session
 #'
 #' Also after a failed job: \code{sm_logs(sm_last())}.
-#' @return An \code{sm_job} or \code{sm_endpoint}, or NULL.
+#' @return An \code{sm_job}, \code{sm_endpoint} or \code{sm_execution}, or NULL.
 #' @export
 sm_last <- function() {
   .sm$last
 }
 
-#' Re-attach to a job or endpoint by name
+#' Re-attach to a job, endpoint or pipeline execution by name
 #'
-#' @param name The job's (or endpoint's) name, or its base name: the latest job whose name starts with it.
-#' @param backend The backend it ran on (default \code{sm_config()$backend}).
-#' @return An \code{sm_job} or \code{sm_endpoint} handle.
+#' @param name The job's (or endpoint's) name, or its base name: the latest job whose name starts with it; or
+#'   a pipeline execution's id (\code{sm_executions()} lists them).
+#' @param backend The backend it ran on (default: the configured one is searched first, then the others).
+#' @return An \code{sm_job}, \code{sm_endpoint} or \code{sm_execution} handle.
 #' @export
 sm_attach <- function(name, backend = NULL) {
   name <- .sm_string(name, "name")
@@ -223,18 +234,19 @@ sm_jobs <- function(backend = NULL) {
 
 # -- handle functions ---------------------------------------------------------------------------------------
 
-#' Status of a job or endpoint
+#' Status of a job, endpoint or pipeline execution
 #'
-#' @param h A handle (\code{sm_job} or \code{sm_endpoint}).
+#' @param h A handle (\code{sm_job}, \code{sm_endpoint} or \code{sm_execution}).
 #' @return A string: InProgress, Completed, Failed, Stopped (jobs); Creating, InService, Failed, Deleted
-#'   (endpoints).
+#'   (endpoints); Executing, Stopping, Stopped, Failed, Succeeded (pipeline executions).
 #' @export
 sm_status <- function(h) {
   .sm_get(h, "status")
 }
 
-#' Logs of a job or endpoint
+#' Logs of a job, endpoint or pipeline execution
 #'
+#' A pipeline execution's logs are its steps' jobs' output, each line labelled with its step.
 #' @param h A handle.
 #' @param print Write the logs to the console (\code{cat}).
 #' @return The logs as one string, invisibly.
@@ -248,7 +260,7 @@ sm_logs <- function(h, print = TRUE) {
   invisible(text)
 }
 
-#' Wait for a job to end (or an endpoint to be InService), showing progress
+#' Wait for a job or pipeline execution to end (or an endpoint to be InService), showing progress
 #'
 #' An interrupt (Esc / Ctrl-C) detaches: the job keeps running; re-attach with \code{sm_attach()}.
 #' @param h A handle.
@@ -266,16 +278,17 @@ sm_wait <- function(h, timeout = NULL, progress = NULL) {
   invisible(h)
 }
 
-#' Stop a running job
+#' Stop a running job or pipeline execution
 #'
-#' SIGTERM reaches R inside the job; the status becomes Stopped.
-#' @param h A job handle.
+#' SIGTERM reaches R inside the job; the status becomes Stopped. Stopping a pipeline execution stops its
+#' running jobs and starts no further step.
+#' @param h A job or pipeline execution handle.
 #' @param wait Wait until it has stopped.
 #' @return \code{h}, invisibly.
 #' @export
 sm_stop <- function(h, wait = TRUE) {
-  if (!inherits(h, "sm_job")) {
-    .sm_abort("sm_stop() stops jobs; delete an endpoint with sm_delete()")
+  if (!inherits(h, c("sm_job", "sm_execution"))) {
+    .sm_abort("sm_stop() stops jobs and pipeline executions; delete an endpoint with sm_delete()")
   }
   .sm_call(h$py$stop, wait = .sm_flag(wait, "wait"))
   invisible(h)
@@ -288,6 +301,7 @@ sm_stop <- function(h, wait = TRUE) {
 #'   \code{output} (model.tar.gz, output.tar.gz).
 #' @export
 sm_outputs <- function(h) {
+  .sm_job_only(h, "sm_outputs")
   outputs <- .sm_get(h, "outputs")
   if (is.null(outputs) || !length(outputs)) {
     return(stats::setNames(list(), character()))
@@ -301,10 +315,11 @@ sm_outputs <- function(h) {
 #' @return The model.tar.gz location (path or s3:// URI), or NULL while there is none.
 #' @export
 sm_model_data <- function(h) {
+  .sm_job_only(h, "sm_model_data")
   .sm_get(h, "model_data")
 }
 
-#' Why a job or endpoint failed
+#' Why a job, endpoint or pipeline execution failed
 #'
 #' @param h A handle.
 #' @return The failure reason (the R error message and a short traceback), or NULL.

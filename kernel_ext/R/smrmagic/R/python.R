@@ -147,10 +147,12 @@ sm_python <- function(python = NULL) {
   stop(.sm_condition("SmRMagicError", paste0(...)))
 }
 
-# An R condition for a failed Python call; `handle` (an sm_job/sm_endpoint) rides along for failed jobs.
+# An R condition for a failed Python call; `handle` (an sm_job/sm_endpoint/sm_execution) rides along for failed
+# jobs and pipeline executions.
 .sm_condition <- function(kind, message, call = NULL, ...) {
   classes <- switch(kind,
     JobFailed = c("sm_job_failed", "sm_error"),
+    ExecutionFailed = c("sm_execution_failed", "sm_job_failed", "sm_error"),
     SmRMagicError = c("sm_usage_error", "sm_error"),
     InvocationError = c("sm_invocation_error", "sm_error"),
     KeyboardInterrupt = c("sm_interrupted", "sm_error"),
@@ -179,6 +181,9 @@ sm_python <- function(python = NULL) {
   if (identical(kind, "JobFailed")) {
     handle <- .sm_wrap(outcome$handle)
     .sm$last <- handle
+    if (inherits(handle, "sm_execution")) {
+      kind <- "ExecutionFailed"
+    }
     stop(.sm_condition(kind, message, call = call, handle = handle,
                        failure_reason = .sm_py_value(outcome$detail)))
   }
@@ -321,9 +326,11 @@ sm_python <- function(python = NULL) {
   get(name, envir = topenv(environment(.sm_extra)), mode = "function")
 }
 
-.sm_unknown_argument <- function(name, r_function, extras) {
-  known <- c(setdiff(names(formals(.sm_fun(r_function))), "..."), extras)
+.sm_unknown_argument <- function(name, r_function, extras, known = NULL, help = r_function) {
+  if (is.null(known)) {
+    known <- c(setdiff(names(formals(.sm_fun(r_function))), "..."), extras)
+  }
   distance <- utils::adist(name, known, ignore.case = TRUE)[1, ]
   hint <- if (min(distance) <= 2) paste0(": did you mean `", known[which.min(distance)], "`? See ?") else ": see ?"
-  .sm_abort("unknown argument `", name, "` to ", r_function, "()", hint, r_function)
+  .sm_abort("unknown argument `", name, "` to ", r_function, "()", hint, help)
 }

@@ -67,9 +67,8 @@ def call(write, write_err, fn, *args, **kwargs):
     except JobFailed as exc:
         job = exc.job
         reason = job.failure_reason or ""
-        what = "endpoint" if job.kind == "endpoint" else f"{job.kind} job"
         first = next((line.strip() for line in reason.splitlines() if line.strip()), "")
-        message = f"{what} {job.name} failed" + (f": {first}" if first else "")
+        message = f"{_failed_what(job)} failed" + (f": {first}" if first else "")
         return Outcome(False, kind="JobFailed", message=message, handle=job, detail=reason)
     except SmRMagicError as exc:
         return Outcome(False, kind="SmRMagicError", message=r_words(str(exc)))
@@ -83,6 +82,15 @@ def call(write, write_err, fn, *args, **kwargs):
         return Outcome(False, kind=kind, message=f"{kind}: {exc}")
     finally:
         sys.stdout, sys.stderr = old_out, old_err
+
+
+def _failed_what(handle):
+    """endpoint NAME, training job NAME, pipeline execution ID of PIPELINE."""
+    if handle.kind == "endpoint":
+        return f"endpoint {handle.name}"
+    if handle.kind == "pipeline":
+        return f"pipeline execution {handle.name} of {handle.pipeline_name}"
+    return f"{handle.kind} job {handle.name}"
 
 
 def keyword_arguments(fn):
@@ -174,3 +182,103 @@ def job_table(handles):
         rows["status"].append(status)
         rows["elapsed"].append(elapsed)
     return rows
+
+
+# -- pipelines and the model registry ---------------------------------------------------------------------------
+
+def _epoch(value):
+    """A datetime (or epoch seconds) as epoch seconds for R's POSIXct; None stays None."""
+    if value is None or value == "":
+        return None
+    if hasattr(value, "timestamp"):
+        return value.timestamp()
+    return float(value)
+
+
+def pipeline_text(pipe):
+    """A Pipeline's description, in R's words."""
+    return r_words(pipe.describe_text())
+
+
+def definition_json(pipe, backend=None):
+    return json.dumps(pipe.definition(backend=backend), indent=2, default=str)
+
+
+def execution_steps(execution):
+    """Columns for an execution's $steps: one row per step that started, in the definition's order."""
+    rows = {"step": [], "type": [], "status": [], "started": [], "ended": [], "job": [], "cached": [],
+            "outcome": [], "failure_reason": []}
+    for step in execution.steps():
+        metadata = step.get("Metadata") or {}
+        job = metadata.get("TrainingJob") or metadata.get("ProcessingJob") or {}
+        rows["step"].append(step["StepName"])
+        rows["type"].append(step.get("StepType") or next(iter(metadata), None))
+        rows["status"].append(step.get("StepStatus"))
+        rows["started"].append(_epoch(step.get("StartTime")))
+        rows["ended"].append(_epoch(step.get("EndTime")))
+        rows["job"].append(job.get("Arn", "").rsplit("/", 1)[-1] or None)
+        rows["cached"].append(bool(step.get("CacheHitResult")))
+        rows["outcome"].append((metadata.get("Condition") or {}).get("Outcome"))
+        rows["failure_reason"].append(step.get("FailureReason"))
+    return rows
+
+
+def step_job(execution, step_name):
+    """The job a step ran; a step that ran none (or has not started) is one line for R."""
+    from sm_r_magic.errors import SmRMagicError
+
+    try:
+        return execution.step_job(step_name)
+    except ValueError as exc:
+        raise SmRMagicError(str(exc)) from None
+
+
+def execution_table(executions):
+    """Columns for sm_executions(): one row per execution."""
+    rows = {"execution": [], "pipeline": [], "backend": [], "status": [], "created": [], "elapsed": []}
+    for execution in executions:
+        try:
+            status, elapsed = execution.status, float(execution.elapsed)
+        except Exception as exc:  # noqa: BLE001 - one unreadable execution must not hide the others
+            status, elapsed = f"unknown ({exc})", float("nan")
+        rows["execution"].append(execution.name)
+        rows["pipeline"].append(execution.pipeline_name)
+        rows["backend"].append(execution.backend_name)
+        rows["status"].append(status)
+        rows["created"].append(_epoch(execution.created))
+        rows["elapsed"].append(elapsed)
+    return rows
+
+
+def _metric_numbers(value, prefix=""):
+    """{"regression_metrics.rmse.value": 0.21, ...}: every number of a (nested) metrics report."""
+    if isinstance(value, bool):
+        return {}
+    if isinstance(value, (int, float)):
+        return {prefix: float(value)}
+    found = {}
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            found.update(_metric_numbers(inner, f"{prefix}.{key}" if prefix else str(key)))
+    elif isinstance(value, list):
+        for i, inner in enumerate(value):
+            found.update(_metric_numbers(inner, f"{prefix}[{i}]"))
+    return found
+
+
+def model_table(group, packages):
+    """Columns for sm_models(): one row per version (newest first, as the API lists them), then one column per
+    number of the metrics report."""
+    rows = {"package": [], "version": [], "approval": [], "created": [], "execution": [], "model_data": []}
+    metrics = [_metric_numbers(p.get("Metrics") or {}) for p in packages]
+    names = sorted({name for found in metrics for name in found})
+    for package in packages:
+        container = ((package.get("InferenceSpecification") or {}).get("Containers") or [{}])[0]
+        generated_by = (package.get("MetadataProperties") or {}).get("GeneratedBy") or ""
+        rows["package"].append(f"{group}/{package['ModelPackageVersion']}")
+        rows["version"].append(int(package["ModelPackageVersion"]))
+        rows["approval"].append(package["ModelApprovalStatus"])
+        rows["created"].append(_epoch(package.get("CreationTime")))
+        rows["execution"].append(generated_by.rsplit("/", 1)[-1] or None)
+        rows["model_data"].append(container.get("ModelDataUrl"))
+    return {"columns": rows, "metrics": {name: [found.get(name) for found in metrics] for name in names}}

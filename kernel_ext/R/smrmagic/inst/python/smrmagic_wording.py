@@ -8,7 +8,8 @@ import ast
 import re
 
 # magic option -> (R argument, how it takes values): "value" (one value), "flag" (TRUE/FALSE),
-# "list" (a vector: files, packages), "named" (a named list: --input raw -> inputs$raw).
+# "list" (a vector: files, packages), "named" (a named list: --input raw -> inputs$raw), "handles" (R variables
+# holding handles: --steps prep,fit -> steps = list(prep, fit)).
 OPTIONS = {
     "name": ("name", "value"), "backend": ("backend", "value"), "model": ("model", "value"),
     "instance-type": ("instance_type", "value"), "instance-count": ("instance_count", "value"),
@@ -20,6 +21,10 @@ OPTIONS = {
     "input": ("inputs", "named"), "output": ("outputs", "named"), "channel": ("channels", "named"),
     "metric": ("metrics", "named"), "hp": ("hyperparameters", "named"), "env": ("env", "named"),
     "spot": ("spot", "flag"), "keep": ("keep", "flag"), "dry-run": ("dry_run", "flag"),
+    "steps": ("steps", "handles"), "condition": ("condition", "value"), "register": ("register", "value"),
+    "model-step": ("model_step", "value"), "inference": ("inference", "value"),
+    "fail-message": ("fail_message", "value"), "cache": ("cache", "value"),
+    "model-package": ("model_package", "value"), "param": ("parameters", "named"), "reject": ("reject", "flag"),
 }
 QUOTES = ("'", '"')
 FLAG_VALUES = {"async": ("wait", "FALSE")}  # options whose R form is another argument's value
@@ -33,7 +38,11 @@ _QUOTED = r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\""
 _NUMBER = r"-?\d+(?:\.\d+)?(?![\w.-])"
 _PAIR = rf"[A-Za-z0-9._-]+=(?:{_QUOTED})"  # --metric rmse='rmse: ([0-9.]+)'
 _BARE = r"[A-Za-z0-9/~.][A-Za-z0-9._/:=,+~-]*?(?=[:;,)]?(?:\s|$)|[:;,)]$)"
-_BARE_VALUED = {"name", "model", "backend", "input", "output", "channel", "metric", "hp", "env", "packages", "file"}
+_BARE_VALUED = {"name", "model", "backend", "input", "output", "channel", "metric", "hp", "env", "packages", "file",
+                "steps", "register", "model-step", "inference", "model-package", "cache"}
+# magics whose first positional argument is a string argument of their R function: %r_approve g/2 ->
+# sm_approve("g/2")
+_POSITIONAL_STRING = {"sm_attach", "sm_models", "sm_approve"}
 # words that follow an option without being its value: "--max-wait goes with --spot", "--name is ..."
 _WORDS = {"is", "was", "are", "must", "goes", "to", "and", "or", "of", "the", "a", "an", "with", "needs", "in",
           "names", "memory", "max", "for", "as", "given"}
@@ -67,6 +76,13 @@ def _list_value(token, kind):
     if kind == "list" and token[0] not in QUOTES and "," in token:
         return "c(" + ", ".join(r_string(part) for part in token.split(",") if part) + ")"
     return _python_value(token)
+
+
+def _handles_value(token):
+    """prep,fit,ev -> list(prep, fit, ev): the R variables that hold the handles."""
+    if token[0] in QUOTES:
+        return _python_value(token)
+    return "list(" + ", ".join(part for part in token.split(",") if part) + ")"
 
 
 def _option_value(option, text, position):
@@ -105,6 +121,8 @@ def _argument(option, text, position):
         if token[0] in QUOTES:
             return f"{argument} = {_python_value(token)}", match.end()
         return f"{argument}${name}", match.end()
+    if kind == "handles":
+        return f"{argument} = {_handles_value(token)}", match.end()
     return f"{argument} = {_list_value(token, kind)}", match.end()
 
 
@@ -138,7 +156,7 @@ def _magic_call(match):
         rendered, position = _argument(found.group(1), options, found.end())
         arguments.append(rendered.strip("`"))
     tail = options[position:]
-    if positional and function == "sm_attach" and not tail:
+    if positional and function in _POSITIONAL_STRING and not tail:
         name = positional.rstrip(",.;")
         arguments.insert(0, r_string(name))
         tail = positional[len(name):]
@@ -160,6 +178,21 @@ _REPLACEMENTS = [
      "code is empty: give the R code to run (a string, a function whose body is the code, or an .R file)"),
     (re.compile(r"%r_attach (\S+) \(or sm_r_magic\.attach\([^)]*\)\)"),
      lambda m: f"sm_attach({r_string(m.group(1))})"),
+    # pipelines: Python's list and dict literals, and the magics' cells, as an R user writes them
+    (re.compile(r"steps=\[([^\]]*)\] \(--steps [^)]*\)"), r"steps = list(\1)"),
+    (re.compile(r" \(model_step= in Python\)"), ""),
+    (re.compile(r"the handles your %%r_processing / %%r_train cells stored \(--as VAR, or the variable of --name\)"),
+     "the handles sm_processing() / sm_train() returned"),
+    (re.compile(r"\(--as NAME on %%r_processing / %%r_train\)"), "(the handles sm_processing() / sm_train() return)"),
+    (re.compile(r"\(the cell's --name\)"), "(the `name` of its job)"),
+    (re.compile(r"%%r_(train|processing) cell\b"), r"sm_\1() job"),
+    (re.compile(r"\ba %%r_deploy handle\b"), "an sm_deploy() handle"),
+    (re.compile(r"in a %%r_deploy cell below the magic line"), "in the code of sm_deploy()"),
+    (re.compile(r"\bcells\b"), "jobs"),
+    (re.compile(r"parameters=\{'([^']*)': \.\.\.\}"), r"parameters = list(\1 = ...)"),
+    (re.compile(r"\.run\(parameters=\{\.\.\.\}\)"), "$run(parameters = list(...))"),
+    (re.compile(r"(?<![\w)])\.definition\(\)"), "$definition()"),
+    (re.compile(r"\bbackend='(\w+)'"), r'backend = "\1"'),
     (re.compile(r"%config RMagic\.(\w+) = (\"[^\"]*\"|'[^']*'|\S+)"), _config_value),
     (re.compile(r"%config RMagic\.(\w+)"), lambda m: f"sm_config({m.group(1)} = ...)"),
     (re.compile(rf"(?<![\w.])RMagic\.(\w+) = ({_PYTHON_VALUE})"),

@@ -111,5 +111,5 @@ test_that("async jobs: wait, stop, attach, list", {
   expect_identical(table$status[table$name == as.character(job)], "Stopped")
   expect_s3_class(attr(table, "handles")[[1]], "sm_job")
   expect_error(sm_attach("never-ran"), "no local job named never-ran", class = "sm_usage_error")
-  expect_error(sm_status("sleepy"), "must be a job or endpoint handle")
+  expect_error(sm_status("sleepy"), "must be a job, endpoint or pipeline execution handle")
 })
