@@ -4,6 +4,7 @@ Needs Debian's chromium (/usr/bin/chromium) and pip playwright: `scripts/install
 (the Makefile calls it). Screenshots land in test-output/browser/ (gitignored): look at them.
 """
 
+import base64
 import json
 import os
 import re
@@ -44,7 +45,56 @@ CELLS = [
     # a real local endpoint serving browser-fit's model (the Python variable the first cell made)
     "%%r_deploy --backend local --model browser_fit --name browser-ep\n"
     'model_fn <- function(model_dir) readRDS(file.path(model_dir, "model.rds"))',
+    # the issue's flow as cells, then a pipeline execution of them drawn as its step graph
+    "%%r_processing --backend local --name browser-prep --output train --output test\n"
+    "idx <- seq_len(nrow(mtcars)) %% 4 != 0\n"
+    'write.csv(mtcars[idx, ], file.path(sm_output("train"), "train.csv"), row.names = FALSE)\n'
+    'write.csv(mtcars[!idx, ], file.path(sm_output("test"), "test.csv"), row.names = FALSE)',
+    '%%r_train --backend local --name browser-train --channel train={browser_prep.outputs["train"]}\n'
+    'df <- read.csv(file.path(sm_channel("train"), "train.csv"))\n'
+    'saveRDS(lm(mpg ~ wt + hp, data = df), file.path(sm_model_dir(), "model.rds"))',
+    "%%r_processing --backend local --name browser-eval --input model={browser_train.model_data} "
+    '--input test={browser_prep.outputs["test"]} --output evaluation\n'
+    'model <- readRDS(file.path(sm_model_input("model"), "model.rds"))\n'
+    'test <- read.csv(file.path(sm_input("test"), "test.csv"))\n'
+    "rmse <- sqrt(mean((predict(model, test) - test$mpg)^2))\n"
+    'sm_report(list(regression_metrics = list(rmse = list(value = rmse))), output = "evaluation")',
+    # the pipeline made from those cells, run at once: the cell shows the execution's widget while it runs
+    "with open('serve.R', 'w') as fh:\n"
+    "    fh.write('model_fn <- function(model_dir) readRDS(file.path(model_dir, \"model.rds\"))\\n')\n"
+    "%r_pipeline browser-pipe --steps browser_prep,browser_train,browser_eval --register browser-models "
+    "--inference serve.R --fail-message 'RMSE above 10' "
+    "--condition 'browser-eval.evaluation/evaluation.json:regression_metrics.rmse.value <= 10' --run",
 ]
+PIPELINE_CELL = len(CELLS) - 1
+
+# Each box of the step graph, where it is in the SVG's screenshot and its status colour as the page resolved it
+BOXES_JS = """svg => Array.from(svg.querySelectorAll("g.smr-node")).map(g => {
+  const rect = g.querySelector("rect"), at = svg.getBoundingClientRect(), box = rect.getBoundingClientRect();
+  const [r, gr, b] = getComputedStyle(rect).stroke.match(/[0-9.]+/g).map(Number);
+  return {step: g.dataset.step, status: g.dataset.status, x: Math.round(box.left - at.left),
+          y: Math.round(box.top - at.top), w: Math.round(box.width), h: Math.round(box.height), r, g: gr, b};
+})"""
+# How many pixels inside each box of a PNG (decoded by the browser) have that box's colour
+PIXELS_JS = """async ([png, boxes]) => {
+  const img = new Image();
+  img.src = "data:image/png;base64," + png;
+  await img.decode();
+  const canvas = document.createElement("canvas");
+  canvas.width = img.width;
+  canvas.height = img.height;
+  const ctx = canvas.getContext("2d");
+  ctx.drawImage(img, 0, 0);
+  return boxes.map(box => {
+    const data = ctx.getImageData(box.x, box.y, box.w, box.h).data;
+    let found = 0;
+    for (let i = 0; i < data.length; i += 4) {
+      const near = (k, want) => Math.abs(data[i + k] - want) < 16;
+      if (near(0, box.r) && near(1, box.g) && near(2, box.b)) found++;
+    }
+    return found;
+  });
+}"""
 
 
 def _require_browser():
@@ -72,10 +122,17 @@ def _notebook(path):
 
 
 def _stop_leftovers(local_root):
-    """A failed test must not leave the 60 s R job or the endpoint running: stop and delete them."""
+    """A failed test must not leave the 60 s R job, a pipeline execution or the endpoint running: stop and delete
+    them."""
     from sm_r_magic.backends.local import LocalBackend
     from sm_r_magic.config import RMagic
+    from sm_r_magic.workflow import executions
 
+    for folder in local_root.glob("pipelines/*/executions/*"):
+        try:
+            executions.stop(executions.ExecutionFolder(str(folder)))
+        except Exception:
+            pass
     backend = LocalBackend(RMagic(local_root=str(local_root)))
     for job in backend.list_jobs():
         try:
@@ -190,6 +247,36 @@ def test_widgets_in_jupyterlab(tmp_path, r_available):
             assert json.loads(response.inner_text()) == pytest.approx([_r_prediction(2.62)], abs=1e-9)
             endpoint.screenshot(path=os.path.join(SHOTS, "endpoint-light.png"))
 
+            # a pipeline execution of the flow's cells: the step graph's boxes and arrows, drawn in the page
+            for index in range(PIPELINE_CELL - 3, PIPELINE_CELL):
+                step_cell = run(index)
+                expect(step_cell.locator('.smr-badge[data-status="Completed"]')).to_be_visible(timeout=60_000)
+                finished(step_cell, timeout=60_000)
+            pipeline = run(PIPELINE_CELL)
+            graph = pipeline.locator(".smr-pipeline-widget svg.smr-graph")
+            expect(pipeline.locator('.smr-pipeline-widget .smr-badge[data-status="Succeeded"]')).to_be_visible(
+                timeout=120_000)
+            finished(pipeline, timeout=60_000)
+            expect(graph.locator("g.smr-node")).to_have_count(6)
+            expect(graph.locator('g.smr-node[data-status="Succeeded"]')).to_have_count(5)
+            expect(graph.locator('g.smr-node[data-step="fail"][data-status="NotRun"]')).to_have_count(1)
+            expect(graph.locator('g.smr-arrow[data-label="if"][data-taken="true"]')).to_have_count(1)
+            expect(graph.locator('g.smr-node[data-step="condition"]')).to_contain_text("True → if")
+            png = graph.screenshot(path=os.path.join(SHOTS, "pipeline-light.png"))
+            boxes = graph.evaluate(BOXES_JS)
+            found = dict(zip([b["step"] for b in boxes], page.evaluate(PIXELS_JS, [base64.b64encode(png).decode(),
+                                                                                  boxes])))
+            succeeded = [b for b in boxes if b["status"] == "Succeeded"]
+            assert len(succeeded) == 5 and len({(b["r"], b["g"], b["b"]) for b in succeeded}) == 1
+            for box in succeeded:  # its border and bar in the status colour, in the screenshot
+                assert found[box["step"]] >= 150, (box, found)
+            assert found["fail"] == 0, found  # drawn grey (not run), not in a status colour
+            pipeline.locator("button.smr-step-button", has_text="browser-train").click()
+            expect(pipeline.locator('.smr-job-widget .smr-badge[data-status="Completed"]')).to_be_visible(
+                timeout=30_000)
+            expect(pipeline.locator(".smr-job-widget .smr-title")).to_contain_text("browser-train")
+            pipeline.screenshot(path=os.path.join(SHOTS, "pipeline-step-job-light.png"))
+
             # dark theme, switched from the menu: the same live views re-styled by JupyterLab's variables
             page.get_by_role("menuitem", name="Settings").click()
             page.locator(".lm-Menu-item", has_text=re.compile(r"^Theme")).first.hover()
@@ -202,6 +289,7 @@ def test_widgets_in_jupyterlab(tmp_path, r_available):
             cells.nth(4).screenshot(path=os.path.join(SHOTS, "dashboard-dark.png"))
             cells.nth(5).screenshot(path=os.path.join(SHOTS, "form-dark.png"))
             cells.nth(6).screenshot(path=os.path.join(SHOTS, "endpoint-dark.png"))
+            pipeline.screenshot(path=os.path.join(SHOTS, "pipeline-dark.png"))
 
             # Delete, confirmed: the endpoint's R process goes away
             endpoint.locator("button.smr-delete").click()

@@ -139,8 +139,8 @@ def display_handle(handle):
 
 
 def show_jobs(jobs, endpoints=(), limit=None):
-    """%r_jobs: the most recent `limit` jobs (None: all; `jobs` oldest first) and the endpoints, as a table
-    (the widget dashboard when a frontend exists)."""
+    """%r_jobs: the most recent `limit` jobs and pipeline executions (None: all; `jobs` oldest first) and the
+    endpoints, as a table (the widget dashboard when a frontend exists)."""
     jobs, endpoints = list(jobs), list(endpoints or ())
     older = max(0, len(jobs) - limit) if limit is not None else 0
     jobs = jobs[older:]

@@ -1,5 +1,6 @@
-"""%r_jobs in a notebook: the session's jobs and endpoints as a table, each row with Attach (its progress view
-below the table), Logs, and Stop or Delete (with confirmation)."""
+"""%r_jobs in a notebook: the session's jobs, pipeline executions and endpoints as a table, each row with Attach
+(its progress view below the table: a job's, an execution's step graph, an endpoint's), Logs, and Stop or Delete
+(with confirmation)."""
 
 import ipywidgets as widgets
 from IPython.display import display
@@ -9,11 +10,16 @@ from .base import TextPart, Confirm, batched, button, locked
 from .endpoint import EndpointView
 from .html import CSS, esc, fmt_duration, log_html, status_html
 from .job import MAX_LOG_LINES, JobView
+from .pipeline import PipelineView
 from .poller import POLLER
 from .text import older_note
 
 COLUMNS = ("name", "kind", "backend", "status", "duration", "")
-GRID = "minmax(12em, max-content) 6em 5.5em 7.5em 5em minmax(16em, auto)"
+GRID = "minmax(12em, max-content) minmax(6em, max-content) 5.5em 7.5em 5em minmax(16em, auto)"
+
+
+def _kind_text(handle):
+    return f"pipeline {handle.pipeline_name}" if handle.kind == "pipeline" else handle.kind
 
 
 def _cell(text, css="smr-box"):
@@ -25,13 +31,14 @@ class _Row:
 
     action = "Stop"
     view_class = None
+    what = "job"
 
     def __init__(self, dashboard, handle):
         self.dashboard, self.handle = dashboard, handle
         self.acting = False  # stopping or deleting was asked for
         self.status = widgets.HTML()
         self.duration = widgets.HTML()
-        what = "job" if handle.kind != "endpoint" else "endpoint"
+        what = self.what
         self.attach_button = button("Attach", icon="eye", tooltip=f"Show this {what} below")
         self.logs_button = button("Logs", icon="list", tooltip=f"Show this {what}'s log below")
         self.action_button = button(self.action, icon="stop" if self.action == "Stop" else "trash",
@@ -40,7 +47,7 @@ class _Row:
         self.attach_button.on_click(lambda b: dashboard.show(self.view_class.for_handle(handle).follow()))
         self.logs_button.on_click(lambda b: dashboard.show_logs(handle.name, handle.logs()))
         self.action_button.on_click(self._ask)
-        self.cells = [_cell(f"<code>{esc(handle.name)}</code>"), _cell(esc(handle.kind)),
+        self.cells = [_cell(f"<code>{esc(handle.name)}</code>"), _cell(esc(_kind_text(handle))),
                       _cell(esc(handle.backend_name)), self.status, self.duration,
                       widgets.HBox([self.attach_button, self.logs_button, self.action_button, self.confirm],
                                    layout=widgets.Layout(flex_flow="row wrap", align_items="center"))]
@@ -85,9 +92,17 @@ class _JobRow(_Row):
         return snap.terminal
 
 
+class _ExecutionRow(_JobRow):
+    """A pipeline execution: Attach shows its step graph, Logs its steps' logs, Stop stops it."""
+
+    view_class = PipelineView
+    what = "pipeline execution"
+
+
 class _EndpointRow(_Row):
     action = "Delete"
     view_class = EndpointView
+    what = "endpoint"
 
     def _settled(self):
         return False
@@ -106,18 +121,19 @@ class _EndpointRow(_Row):
 
 
 class JobsDashboard(TextPart, widgets.VBox):
-    """%r_jobs: this session's jobs and endpoints, with attach / logs / stop / delete buttons."""
+    """%r_jobs: this session's jobs, pipeline executions and endpoints, with attach / logs / stop / delete
+    buttons."""
 
     def __init__(self, jobs, endpoints=(), older=0):
-        self.jobs = list(jobs)
+        self.jobs = list(jobs)  # pipeline executions among them (kind "pipeline")
         self.endpoints = list(endpoints)
         self.older = older
-        self.job_rows = [_JobRow(self, job) for job in self.jobs]
+        self.job_rows = [(_ExecutionRow if job.kind == "pipeline" else _JobRow)(self, job) for job in self.jobs]
         self.endpoint_rows = [_EndpointRow(self, ep) for ep in self.endpoints]
         header = [widgets.HTML(f'<div class="smr-box smr-meta{" smr-num" if c == "duration" else ""}">'
                                f"<b>{esc(c)}</b></div>") for c in COLUMNS]
         header[0].value = CSS + header[0].value
-        cells = header + [c for row in self.job_rows + self.endpoint_rows for c in row.cells]
+        cells = header + [c for row in self.rows() for c in row.cells]
         self.table = widgets.GridBox(cells, layout=widgets.Layout(
             grid_template_columns=GRID, grid_gap="2px 12px", align_items="center", width="100%"))
         self.empty = widgets.HTML('<div class="smr-box smr-note">no jobs or endpoints yet in this session</div>')
@@ -136,7 +152,8 @@ class JobsDashboard(TextPart, widgets.VBox):
         self.follow()
 
     def text_summary(self):
-        lines = [f"{j.name}  {j.kind}  {j.backend_name}  {j.status}  {fmt_duration(j.elapsed)}" for j in self.jobs]
+        lines = [f"{j.name}  {_kind_text(j)}  {j.backend_name}  {j.status}  {fmt_duration(j.elapsed)}"
+                 for j in self.jobs]
         lines += [f"{e.endpoint_name}  endpoint  {e.backend_name}" for e in self.endpoints]
         if self.older:
             lines.append(older_note(self.older))
@@ -144,6 +161,9 @@ class JobsDashboard(TextPart, widgets.VBox):
 
     def __repr__(self):
         return f"<JobsDashboard {len(self.jobs)} jobs, {len(self.endpoints)} endpoints>"
+
+    def rows(self):
+        return self.job_rows + self.endpoint_rows
 
     @locked
     def show(self, view):
@@ -162,7 +182,7 @@ class JobsDashboard(TextPart, widgets.VBox):
 
     def poll(self):
         done = True
-        for row in self.job_rows + self.endpoint_rows:
+        for row in self.rows():
             done = row.refresh() and done
         self._final = done
         return done

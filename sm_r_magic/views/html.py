@@ -10,7 +10,10 @@ STATUS_COLORS = {
     "Creating": "var(--jp-brand-color1, #1976d2)",
     "Updating": "var(--jp-brand-color1, #1976d2)",
     "SystemUpdating": "var(--jp-brand-color1, #1976d2)",
+    "Starting": "var(--jp-brand-color1, #1976d2)",     # pipeline executions and their steps
+    "Executing": "var(--jp-brand-color1, #1976d2)",
     "Completed": "var(--jp-success-color1, #388e3c)",
+    "Succeeded": "var(--jp-success-color1, #388e3c)",
     "InService": "var(--jp-success-color1, #388e3c)",
     "Failed": "var(--jp-error-color1, #d32f2f)",
     "Stopped": "var(--jp-warn-color1, #f57c00)",

@@ -4,7 +4,10 @@ they arrive, one summary at the end, the R error when the log did not already sh
 import sys
 
 from ..contract import KIND_LABEL
+from ..workflow.execution import step_order
 from .frontend import request_id
+
+STEP_ENDED = ("Succeeded", "Failed", "Stopped")
 
 # (backend, kind, name) -> the request (cell) whose text view printed the handle's summary, so that the handle
 # shown as the cell's result does not print it a second time
@@ -23,6 +26,20 @@ def reason_in_log(reason, lines):
     return bool(wanted) and all(line in text for line in wanted)
 
 
+def step_line(step):
+    """[sm-r-magic] fit: Succeeded (2.3s) · ... (cached) · condition: Succeeded (True: the if branch runs)."""
+    status = step.get("StepStatus")
+    detail = ""
+    outcome = ((step.get("Metadata") or {}).get("Condition") or {}).get("Outcome")
+    if step.get("CacheHitResult"):
+        detail = " (cached)"
+    elif outcome is not None:
+        detail = f" ({outcome}: the {'if' if outcome == 'True' else 'else'} branch runs)"
+    elif status in STEP_ENDED and step.get("StartTime") and step.get("EndTime"):
+        detail = f" ({(step['EndTime'] - step['StartTime']).total_seconds():.1f}s)"
+    return f"[sm-r-magic] {step['StepName']}: {status}{detail}"
+
+
 class TextView:
     """Progress of one handle as plain text lines."""
 
@@ -30,6 +47,7 @@ class TextView:
         self.handle = handle
         self.out = out or sys.stdout
         self._last = None
+        self._steps = {}  # a pipeline's step name -> (StepStatus, cached) as last printed
         self.reason_shown = False  # the failure reason reached the reader (in the log or after it)
 
     def write(self, text):
@@ -37,10 +55,14 @@ class TextView:
         self.out.flush()
 
     def start(self):
-        self.write(f"[sm-r-magic] {KIND_LABEL.get(self.handle.kind, self.handle.kind)} {self.handle.name} "
+        of = f" of {self.handle.pipeline_name}" if self.handle.kind == "pipeline" else ""
+        self.write(f"[sm-r-magic] {KIND_LABEL.get(self.handle.kind, self.handle.kind)} {self.handle.name}{of} "
                    f"on {self.handle.backend_name}")
 
     def update(self):
+        if self.handle.kind == "pipeline":
+            self._update_steps()
+            return
         for line in self.handle.poll_logs():
             self.write(line)
         snap = self.handle.snapshot(fetch="if-stale")
@@ -49,11 +71,33 @@ class TextView:
             self.write(f"[sm-r-magic] {snap.secondary_status} ({snap.elapsed():.1f}s)")
         self._last = state
 
+    def _update_steps(self):
+        """A pipeline execution: each step's status change as a line, its jobs' log lines (labelled with the
+        step) between a step's start and its end."""
+        snap = self.handle.snapshot(fetch="if-stale")
+        changed = []
+        for step in snap.steps:
+            state = (step.get("StepStatus"), bool(step.get("CacheHitResult")))
+            if self._steps.get(step["StepName"]) != state:
+                self._steps[step["StepName"]] = state
+                changed.append(step)
+        ended = [s for s in changed if s.get("StepStatus") in STEP_ENDED]
+        for step in changed:
+            if step not in ended:
+                self.write(step_line(step))
+        for line in self.handle.poll_logs():
+            self.write(line)
+        for step in ended:
+            self.write(step_line(step))
+
     def tick(self):
         """Text has no clock to advance between polls."""
 
     def finish(self):
         self.update()
+        if self.handle.kind == "pipeline":
+            self._finish_pipeline()
+            return
         self.write(f"[sm-r-magic] {self.handle.summary()}")
         SUMMARY_PRINTED[handle_key(self.handle)] = request_id()
         snap = self.handle.snapshot(fetch="if-stale")
@@ -61,6 +105,27 @@ class TextView:
             if not reason_in_log(snap.failure_reason, snap.log_lines):
                 self.write(snap.failure_reason)
             self.reason_shown = True
+
+    def _finish_pipeline(self):
+        """The execution's line, then the failed step's R error unless its job's log above showed it (the
+        execution's own FailureReason repeats that error: it is not printed as well)."""
+        snap = self.handle.snapshot(fetch="if-stale")
+        succeeded = sum(1 for s in snap.steps if s.get("StepStatus") == "Succeeded")
+        line = (f"[sm-r-magic] pipeline execution {self.handle.name} of {self.handle.pipeline_name} "
+                f"({snap.backend}): {snap.status} · {succeeded}/{len(step_order(self.handle.definition))} steps "
+                f"succeeded · {snap.elapsed():.1f}s")
+        failed = next((s for s in snap.steps if s.get("StepStatus") == "Failed"), None)
+        reason = ((failed or {}).get("FailureReason") or snap.failure_reason) if snap.status == "Failed" else None
+        if reason and failed and reason_in_log(reason, snap.log_lines):
+            line += f" · step {failed['StepName']} failed: its R error is above"
+            reason = None
+        elif reason:
+            line += f" · {'step ' + failed['StepName'] if failed else 'the execution'} failed:"
+        self.write(line)
+        SUMMARY_PRINTED[handle_key(self.handle)] = request_id()
+        if reason:
+            self.write(reason)
+        self.reason_shown = snap.status == "Failed"
 
     def detached(self):
         name = self.handle.name
