@@ -167,11 +167,11 @@ class Handle:
     # `handle.wait()` typed in a notebook shows progress; the handle itself only polls.
     watcher = None
 
-    def wait(self, progress="auto", timeout=None):
-        """Wait until the handle settles (or `timeout` seconds pass); returns the handle. progress="auto",
-        "widget" or "text" shows progress through the views package; "none" only polls. Ctrl-C while waiting
-        detaches (the job keeps running)."""
-        if progress not in (None, "none") and Handle.watcher is not None:
+    def wait(self, progress=None, timeout=None):
+        """Wait until the handle settles (or `timeout` seconds pass); returns the handle. progress "auto",
+        "widget" or "text" shows progress through the views package (None: as RMagic.progress says); "none" only
+        polls. Ctrl-C while waiting detaches (the job keeps running)."""
+        if progress != "none" and Handle.watcher is not None:
             return Handle.watcher(self, progress=progress, timeout=timeout)
         return self.poll_until_settled(timeout)
 

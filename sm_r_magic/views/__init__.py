@@ -83,9 +83,10 @@ def _sleep_ticking(view, seconds, clock):
             view.tick()
 
 
-def watch(handle, progress="auto", timeout=None, clock=Clock):
-    """Block until the handle settles (or Ctrl-C, or timeout), showing progress; returns the handle."""
-    return watch_with(make_view(handle, progress), handle, timeout, clock)
+def watch(handle, progress=None, timeout=None, clock=Clock):
+    """Block until the handle settles (or Ctrl-C, or timeout), showing progress (None: as RMagic.progress says);
+    returns the handle."""
+    return watch_with(make_view(handle, progress or _configured_progress()), handle, timeout, clock)
 
 
 def watch_with(view, handle, timeout=None, clock=Clock):

@@ -142,8 +142,10 @@ class PipelineExecution(Handle):
     def summary(self):
         snap = self.snapshot(fetch="if-stale")
         done = sum(1 for s in snap.steps if s.get("StepStatus") == "Succeeded")
+        # once it has ended, the branch a condition did not take never runs: count what ran
+        total = len(snap.steps) if snap.terminal else len(step_order(self.definition))
         text = (f"pipeline execution {self.name} of {self.pipeline_name} ({self.backend_name}): {snap.status} · "
-                f"{done}/{len(step_order(self.definition))} steps succeeded · {snap.elapsed():.1f}s")
+                f"{done}/{total} steps succeeded · {snap.elapsed():.1f}s")
         if snap.failure_reason and snap.status == "Failed":
             text += f" · {snap.failure_reason.splitlines()[0]}"
         return text
