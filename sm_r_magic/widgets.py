@@ -513,8 +513,14 @@ class JobWidget(_Shown, widgets.VBox):
 # -- endpoints ----------------------------------------------------------------------------------------
 CONTENT_TYPES = ("text/csv", "application/json")
 ACCEPT_TYPES = ("application/json", "text/csv", "*/*")
-EXAMPLE_PAYLOADS = {"text/csv": "mpg,cyl,disp,hp,drat,wt,qsec\n21,6,160,110,3.9,2.62,16.46",
-                    "application/json": '{"wt": [2.62, 3.2], "hp": [110, 150]}'}
+
+
+def example_payload(predictor, content_type):
+    """The "Try it" prefill: a row of the model's own inputs (Predictor.example_payload), else nothing."""
+    try:
+        return predictor.example_payload(content_type) or ""
+    except Exception:
+        return ""
 
 
 def _backend_name(handle):
@@ -541,7 +547,8 @@ class EndpointWidget(_Shown, widgets.VBox):
         self.header = widgets.HBox([self.title, self.status_html, self.elapsed_html],
                                    layout=widgets.Layout(align_items="center", flex_flow="row wrap"))
         self.details = widgets.HTML()
-        self.payload = widgets.Textarea(value=EXAMPLE_PAYLOADS["text/csv"], placeholder="request body",
+        self._examples = {}  # content type -> the prefill shown (asked once the endpoint is InService)
+        self.payload = widgets.Textarea(value="", placeholder="request body",
                                         layout=widgets.Layout(width="100%", max_width="48em", height="6em"))
         self.content_type = widgets.Dropdown(options=CONTENT_TYPES, value="text/csv", description="Content type",
                                              style={"description_width": "7em"},
@@ -650,6 +657,8 @@ class EndpointWidget(_Shown, widgets.VBox):
                             f'<pre class="smr-pre">{esc(reason)}</pre></div>')
             self.details.value = details
             usable = status == "InService"
+            if usable and not self.payload.value.strip():
+                self.payload.value = self._example(self.content_type.value)
             self.send_button.disabled = not usable
             self.try_it.layout.display = "flex" if status in ("InService", "Creating", "Updating") else "none"
             self.delete_button.disabled = status in ("Deleted", "Deleting") or self._deleting
@@ -674,8 +683,13 @@ class EndpointWidget(_Shown, widgets.VBox):
     # -- try it -------------------------------------------------------------------------------------------
     @locked
     def _content_type_changed(self, change):
-        if self.payload.value.strip() in EXAMPLE_PAYLOADS.values() or not self.payload.value.strip():
-            self.payload.value = EXAMPLE_PAYLOADS.get(change["new"], "")
+        if self.payload.value in self._examples.values() or not self.payload.value.strip():
+            self.payload.value = self._example(change["new"]) if self.status == "InService" else ""
+
+    def _example(self, content_type):
+        if content_type not in self._examples:
+            self._examples[content_type] = example_payload(self.predictor, content_type)
+        return self._examples[content_type]
 
     def send_payload(self, _button=None):
         """POST the payload; the response (or the error) is shown below. The UI lock is not held while

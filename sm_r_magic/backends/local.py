@@ -15,7 +15,7 @@ from ..errors import SmRMagicError
 from ..paths import CONTAINER_DIR, ENTRYPOINT
 from . import jobfolder as jf
 from .base import Backend, local_model_tarball, local_path
-from .endpoint_http import Connections, free_port, ping
+from .endpoint_http import Connections, example, free_port, ping
 
 STATUS_KEY = {"training": "TrainingJobStatus", "processing": "ProcessingJobStatus"}
 
@@ -467,6 +467,13 @@ class LocalBackend(Backend):
                                 + ("wait for it (predictor.wait())" if state["status"] == "Creating"
                                    else "see predictor.failure_reason and predictor.logs()"))
         return self._connections.invoke(name, state["port"], body, content_type, accept)
+
+    def endpoint_example(self, name, content_type):
+        """One row of the model's inputs as a request body (the server's GET /prototype), or None."""
+        _, state = self._endpoint_state(name, check=self._cheap_liveness)
+        if state["status"] != "InService" or not state.get("port"):
+            return None
+        return example(state["port"], content_type)
 
     def read_endpoint_logs(self, name, cursor=None):
         return self._server_log_lines(self.endpoint_folder(name), cursor)
