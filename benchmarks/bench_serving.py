@@ -1,4 +1,4 @@
-"""Serving benchmark: the container's serve mode (Rserve, forked R workers) against the seed's plumber app.
+"""Serving benchmark: the container's serve mode (a Python front, persistent R workers) against the seed's plumber app.
 
     python benchmarks/bench_serving.py [--requests N] [--duration S] [--workers 1,2] [--json PATH]
 
@@ -9,7 +9,9 @@ Trains lm(mpg ~ wt + hp, mtcars) with Rscript into a temporary model folder with
 and measures requests/s, p50 and p99 latency of POST /invocations (one CSV row) on kept-alive connections
 and with a new connection per request, at concurrency 1 and 8 (Python threads with http.client, loopback
 only). Each scenario is bounded by --requests and --duration. Also records each server's start-up (exec to the
-first 200 on /ping). Prints a Markdown table and writes JSON.
+first 200 on /ping). Prints a Markdown table and the speed goals (issue 12, goal 3) checked against plumber in
+this run: ahead of plumber on every row, at least 1.5x plumber's requests/s with a new connection per request
+(c=1 and c=8), kept-alive c=1 p50 <= 1 ms. Writes JSON.
 Every server is started here and stopped here by PID (SIGTERM, then SIGKILL), also on error.
 """
 
@@ -161,6 +163,32 @@ def run_load(port: int, concurrency: int, keep_alive: bool, max_requests: int, d
             "p99_ms": pct(0.99)}
 
 
+def check_goals(results: list[dict]) -> dict:
+    """Issue 12 goal 3, from this run's rows: {"met": {goal: bool}, "lines": printable verdicts}."""
+    plumber = {(r["connection"], r["concurrency"]): r for r in results if r["server"].startswith("plumber")}
+    ours = [r for r in results if not r["server"].startswith("plumber")]
+    if not plumber or not ours:
+        return {"met": {}, "lines": ["(goals not checked: plumber or sm-r-magic rows missing)"]}
+    met, lines = {}, ["", "Goals (issue 12, goal 3), this run:"]
+
+    def ratio(r):
+        base = plumber.get((r["connection"], r["concurrency"]))
+        return r["req_per_s"] / base["req_per_s"] if base and base["req_per_s"] and r["req_per_s"] else 0.0
+
+    met["ahead_on_every_row"] = all(ratio(r) > 1 for r in ours)
+    lines.append(f"  ahead of plumber on every row: {met['ahead_on_every_row']} "
+                 f"(lowest ratio {min(ratio(r) for r in ours):.2f}x)")
+    fresh = [r for r in ours if r["connection"] == "new per request"]
+    met["new_connection_1_5x"] = all(ratio(r) >= 1.5 for r in fresh)
+    lines.append(f"  >= 1.5x plumber with a new connection per request: {met['new_connection_1_5x']} ("
+                 + ", ".join(f"{r['workers']}w c={r['concurrency']}: {ratio(r):.2f}x" for r in fresh) + ")")
+    kept = [r for r in ours if r["connection"] == "kept-alive" and r["concurrency"] == 1]
+    met["kept_alive_p50_1ms"] = all(r["p50_ms"] is not None and r["p50_ms"] <= 1.0 for r in kept)
+    lines.append(f"  kept-alive c=1 p50 <= 1 ms: {met['kept_alive_p50_1ms']} ("
+                 + ", ".join(f"{r['workers']}w: {r['p50_ms']} ms" for r in kept) + ")")
+    return {"met": met, "lines": lines}
+
+
 def train(folder: Path) -> Path:
     model_dir = folder / "model"
     (model_dir / "code").mkdir(parents=True)
@@ -202,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
                    "SM_R_MAGIC_BIND_HOST": "127.0.0.1", "SM_R_MAGIC_WORKERS": str(workers)}
             for name in ("SAGEMAKER_SUBMIT_DIRECTORY", "SAGEMAKER_PROGRAM", "SM_R_MAGIC_MODEL_DATA"):
                 env.pop(name, None)
-            label = f"sm-r-magic serve (Rserve), {workers} worker{'s' if workers > 1 else ''}"
+            label = f"sm-r-magic serve, {workers} worker{'s' if workers > 1 else ''}"
             if workers == cpus:
                 label += " (default)"
             configs.append((Server(label, [str(ENTRYPOINT), "serve"], env, port, tmp_path / f"serve-{workers}.log"),
@@ -248,13 +276,17 @@ def main(argv: list[str] | None = None) -> int:
         if base and base["req_per_s"] and r is not base and r["req_per_s"]:
             summary.append({"server": r["server"], "connection": r["connection"], "concurrency": r["concurrency"],
                             "speedup_vs_plumber": round(r["req_per_s"] / base["req_per_s"], 2)})
+    goals = check_goals(results)
+    for line in goals["lines"]:
+        print(line)
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpus": cpus, "platform": platform.platform(), "python": platform.python_version()},
         "settings": {"requests": args.requests, "duration_s": args.duration, "body": BODY.decode()},
-        "results": results, "start_up_s": start_up, "speedup_vs_plumber": summary, "markdown": table,
+        "results": results, "start_up_s": start_up, "speedup_vs_plumber": summary, "goals": goals["met"],
+        "markdown": table,
     }, indent=2) + "\n")
     print(f"\nresults written to {out}", file=sys.stderr)
     return 0

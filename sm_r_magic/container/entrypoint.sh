@@ -15,7 +15,8 @@ here=$(dirname "$(readlink -f "$0")")
 mode=${1:-train}
 [ $# -gt 0 ] && shift
 if [ "$mode" = serve ]; then
-    # -B: no __pycache__ next to the code; -E -s: no PYTHON* variables or user site-packages (stdlib only)
-    exec "${SM_R_MAGIC_PYTHON:-python3}" -B -E -s "$here/serve_front.py" "$@"
+    # The front needs only the standard library: -S -E (no site-packages, no PYTHON* variables: a faster
+    # start) and -B (no __pycache__ beside the code)
+    exec "${SM_R_MAGIC_PYTHON:-python3}" -S -E -B "$here/serve_front.py" "$@"
 fi
 exec "${SM_R_MAGIC_RSCRIPT:-Rscript}" --no-init-file "$here/entrypoint.R" "$mode" "$@"
