@@ -847,6 +847,9 @@ def test_csv_without_a_header_row_is_read_by_position(default_server, lm_model):
     assert_close(floats_csv(answer), expected[:1])
     status, answer, _ = default_server.invoke("2.5,120,3\n", "text/csv")
     assert status == 400 and b"(wt, hp)" in answer and b"header" in answer
+    # a text row above rows of numbers is a header even when it names no input: predict() then says what is missing
+    status, answer, _ = default_server.invoke("speed\n1\n", "text/csv")
+    assert status == 500 and b"'wt' not found" in answer
     status, answer, _ = default_server.invoke("2.5,120\n3.1\n", "text/csv")
     assert status == 400 and b"line 2" in answer
 

@@ -35,10 +35,10 @@
 #        body: a character string for text content types (text/*, JSON, CSV, XML, form data), else a raw vector.
 #        Default input_fn:
 #          text/csv -> a data.frame. A header row is optional (SageMaker's CSV clients send none). The first row
-#            is the header when all its fields are non-numeric text (not empty, not NA) and, if the model's
-#            input names are known, at least one of them is an input name; otherwise every row is data and
-#            the columns are, by position, the model's inputs (which must then match in number) or V1, V2, ...
-#            when they are not known. The input names are known for models with a terms() method (lm, glm and
+#            is the header when all its fields are non-numeric text (not empty, not NA) and the model's input
+#            names are not known, or one of its fields is an input name, or a later row has a number (the
+#            types differ); otherwise every row is data and the columns are, by position, the model's inputs
+#            (which must then match in number) or V1, V2, ... when they are not known. The input names are known for models with a terms() method (lm, glm and
 #            most formula models: the predictors of delete.response(terms(model))). Values are converted as
 #            read.csv does (type.convert); "NA" is missing.
 #          application/json -> data.frame for an array of records or an object of equal-length columns, else
@@ -256,13 +256,14 @@ sm_http_error <- function(message, status = 400L) {
 .sm_number_pattern <- paste0("^\\s*[-+]?(([0-9]+\\.?[0-9]*|\\.[0-9]+)([eE][-+]?[0-9]+)?|0[xX][0-9a-fA-F]+|",
                              "Inf|inf|NaN|nan|Infinity|infinity)\\s*$")
 
-# A header row: every field is text (not a number, not empty or NA) and, when the model's input names are
-# known, at least one field is one of them.
-.sm_is_header_row <- function(fields, input_names) {
+# What the first CSV row is: "data" (a field is a number, empty or NA), "header" (all text and, when the model's
+# input names are known, one of them is an input name) or "text" (all text, no input name: a header only if a
+# later row has a number, as csv.Sniffer's column-type test has it).
+.sm_first_row_kind <- function(fields, input_names) {
   if (anyNA(fields) || any(fields %in% c("", "NA")) || any(grepl(.sm_number_pattern, fields, perl = TRUE))) {
-    return(FALSE)
+    return("data")
   }
-  !length(input_names) || any(fields %in% input_names) || any(trimws(fields) %in% input_names)
+  if (!length(input_names) || any(fields %in% input_names) || any(trimws(fields) %in% input_names)) "header" else "text"
 }
 
 # Column names from a header row, made syntactic and unique as read.csv does.
@@ -272,25 +273,32 @@ sm_http_error <- function(message, status = 400L) {
   make.names(fields, unique = TRUE)
 }
 
-# The column names when the first CSV row is a header, else NULL. Cached by row: clients send the same header
-# row with every request (the checks above cost ~0.1 ms).
+# The column names when the first CSV row (of the fields matrix) is a header, else NULL. What a first row is,
+# is cached: clients send the same header row with every request (the checks cost ~0.1 ms).
 .sm_header_cache <- new.env(hash = TRUE, parent = emptyenv())
 
 .sm_csv_header <- function(fields, input_names) {
-  first <- utf8ToInt(substr(fields[[1L]], 1L, 1L))
-  if (length(first) == 1L && (first >= 48L && first <= 57L || first %in% c(43L, 45L, 46L))) return(NULL)  # a number
-  key <- paste(fields, collapse = ",")
+  first <- fields[1L, ]
+  code <- utf8ToInt(substr(first[[1L]], 1L, 1L))
+  if (length(code) == 1L && (code >= 48L && code <= 57L || code %in% c(43L, 45L, 46L))) return(NULL)  # a number
+  key <- paste(first, collapse = ",")
   known <- .sm_header_cache[[key]]
-  if (!is.null(known)) return(if (length(known)) known)
-  header <- if (.sm_is_header_row(fields, input_names)) .sm_column_names(fields) else character()
-  if (length(.sm_header_cache) < 256L) assign(key, header, envir = .sm_header_cache)
-  if (length(header)) header
+  if (is.null(known)) {
+    kind <- .sm_first_row_kind(first, input_names)
+    known <- list(kind = kind, columns = if (kind != "data") .sm_column_names(first))
+    if (length(.sm_header_cache) < 256L) assign(key, known, envir = .sm_header_cache)
+  }
+  if (known$kind == "header" ||
+      (known$kind == "text" && nrow(fields) > 1L && any(grepl(.sm_number_pattern, fields[-1L, ], perl = TRUE)))) {
+    return(known$columns)
+  }
+  NULL
 }
 
 .sm_read_csv_body <- function(text, input_names = NULL) {
   fields <- .sm_csv_fields(text)
   if (!nrow(fields)) sm_http_error("the CSV body has no rows", 400L)
-  columns <- .sm_csv_header(fields[1L, ], input_names)
+  columns <- .sm_csv_header(fields, input_names)
   if (length(columns)) {
     fields <- fields[-1L, , drop = FALSE]
   } else if (length(input_names)) {
