@@ -443,6 +443,13 @@ def abort_and_time_out(predictor):
     assert wait_until(lambda: os.path.exists(done) and len(open(done).read().split()) >= 2, timeout=60)
 
 
+def over_the_limit(predictor):
+    """A prediction over the endpoint's request timeout (3 s here) is cut: 504, and its worker is replaced."""
+    with pytest.raises(InvocationError) as info:
+        predictor.predict({"wt": [3.0], "hp": [150], "sleep": [600]}, content_type="application/json")
+    assert info.value.status == 504 and "SM_R_MAGIC_REQUEST_TIMEOUT" in info.value.body
+
+
 SLOW_ON_ASK = INFERENCE.replace("predict_fn <- function(data, model) predict(model, newdata = data)", '''
 predict_fn <- function(data, model) {
   if (!is.null(data$sleep)) {
@@ -454,18 +461,20 @@ predict_fn <- function(data, model) {
 
 
 def test_local_endpoint_survives_clients_that_hang_up_and_listens_on_loopback_only(shell, trained):
-    """Issues 10.1 and 10.2 through %%r_deploy: aborted and timed-out requests leave a working endpoint
-    (every later prediction correct, ping 200); it listens on 127.0.0.1 only, its R processes too."""
+    """Issues 10.1 and 10.2 through %%r_deploy: aborted requests, client timeouts and a request over the
+    endpoint's timeout leave a working endpoint (every later prediction correct, ping 200); it listens on
+    127.0.0.1 only, its R processes too."""
     from sm_r_magic.backends.endpoint_http import ping
 
     from .test_serve_container import descendants, listening_addresses, non_loopback_address
 
-    assert deploy(shell, "--as tough --workers 2", SLOW_ON_ASK) is None
+    assert deploy(shell, "--as tough --workers 2 --env SM_R_MAGIC_REQUEST_TIMEOUT=3", SLOW_ON_ASK) is None
     tough = shell.user_ns["tough"]
     try:
         port = endpoint_port(tough)
         expected = tough.predict({"wt": [3.0], "hp": [150]}, content_type="application/json")
         abort_and_time_out(tough)
+        over_the_limit(tough)
         for _ in range(10):
             assert tough.predict({"wt": [3.0], "hp": [150]}, content_type="application/json") == expected
         assert ping(port) and tough.status == "InService"
@@ -546,8 +555,9 @@ def test_deserialize_reads_a_header_row_only_when_the_response_says_so():
 
 @pytest.mark.docker
 def test_docker_endpoint_survives_clients_that_hang_up_and_is_published_on_loopback_only(shell, trained):
-    """Issues 10.1 and 10.2 in the image (what SageMaker runs): aborted and timed-out requests, then correct
-    predictions; the port is published on 127.0.0.1 only (inside, serve listens on 0.0.0.0:8080)."""
+    """Issues 10.1 and 10.2 in the image (what SageMaker runs): aborted requests, client timeouts and a request
+    over the timeout, then correct predictions; the port is published on 127.0.0.1 only (inside, serve listens
+    on 0.0.0.0:8080)."""
     from sm_r_magic.backends.endpoint_http import ping
 
     from .support.docker_engine import IMAGE, engine_problem, ensure_image
@@ -558,13 +568,15 @@ def test_docker_endpoint_survives_clients_that_hang_up_and_is_published_on_loopb
         pytest.skip(problem)
     ensure_image(IMAGE)
     shell.run_line_magic("config", f"RMagic.image = {IMAGE!r}")
-    assert deploy(shell, "--backend docker --as boxed --workers 2", SLOW_ON_ASK) is None
+    assert deploy(shell, "--backend docker --as boxed --workers 2 --env SM_R_MAGIC_REQUEST_TIMEOUT=3",
+                  SLOW_ON_ASK) is None
     boxed = shell.user_ns["boxed"]
     try:
         assert boxed.status == "InService", boxed.failure_reason
         port = endpoint_port(boxed)
         expected = boxed.predict({"wt": [3.0], "hp": [150]}, content_type="application/json")
         abort_and_time_out(boxed)
+        over_the_limit(boxed)
         for _ in range(10):
             assert boxed.predict({"wt": [3.0], "hp": [150]}, content_type="application/json") == expected
         assert ping(port) and boxed.status == "InService"
