@@ -8,8 +8,10 @@ Trains lm(mpg ~ wt + hp, mtcars) with Rscript into a temporary model folder with
   * benchmarks/plumber_baseline.R (plain plumber/httpuv, the seed's approach),
 and measures requests/s, p50 and p99 latency of POST /invocations (one CSV row) on kept-alive connections
 and with a new connection per request, at concurrency 1 and 8 (Python threads with http.client, loopback
-only). Each scenario is bounded by --requests and --duration. Also records each server's start-up (exec to the
-first 200 on /ping). Prints a Markdown table and the speed goals (issue 12, goal 3) checked against plumber in
+only). Side by side: every server runs at once and each scenario is measured in --rounds short rounds that
+take the servers in turn (a rotating order), so a change in the machine's load hits all of them alike; each
+server's share of a scenario is bounded by --requests and --duration. Also records each server's start-up (exec to the
+first 200 on /ping; the median of 3 starts). Prints a Markdown table and the speed goals (issue 12, goal 3) checked against plumber in
 this run: ahead of plumber on every row, at least 1.5x plumber's requests/s with a new connection per request
 (c=1 and c=8), kept-alive c=1 p50 <= 1 ms. Writes JSON.
 Every server is started here and stopped here by PID (SIGTERM, then SIGKILL), also on error.
@@ -150,16 +152,22 @@ def run_load(port: int, concurrency: int, keep_alive: bool, max_requests: int, d
         t.start()
     for t in threads:
         t.join(timeout=duration + 60)
-    elapsed = time.perf_counter() - started
-    latencies.sort()
+    return {"latencies": latencies, "errors": state["errors"], "seconds": time.perf_counter() - started}
+
+
+def summarize(parts: list[dict]) -> dict:
+    """One row from the rounds of one server and scenario: requests/s over the rounds' total time, percentiles
+    over all their latencies."""
+    latencies = sorted(lat for part in parts for lat in part["latencies"])
+    seconds = sum(part["seconds"] for part in parts)
 
     def pct(p: float) -> float | None:
         if not latencies:
             return None
         return round(1000 * latencies[min(len(latencies) - 1, int(p * len(latencies)))], 3)
 
-    return {"requests": len(latencies), "errors": state["errors"], "seconds": round(elapsed, 3),
-            "req_per_s": round(len(latencies) / elapsed, 1) if elapsed else None, "p50_ms": pct(0.50),
+    return {"requests": len(latencies), "errors": sum(part["errors"] for part in parts), "seconds": round(seconds, 3),
+            "req_per_s": round(len(latencies) / seconds, 1) if seconds else None, "p50_ms": pct(0.50),
             "p99_ms": pct(0.99)}
 
 
@@ -201,7 +209,8 @@ def train(folder: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=3000, help="at most this many requests per scenario")
-    parser.add_argument("--duration", type=float, default=3.0, help="at most this many seconds per scenario")
+    parser.add_argument("--duration", type=float, default=4.0, help="at most this many seconds per scenario and server")
+    parser.add_argument("--rounds", type=int, default=8, help="rounds per scenario, taking the servers in turn")
     parser.add_argument("--workers", default=None,
                         help="comma-separated SM_R_MAGIC_WORKERS values (default: the CPU count, 1 and 2)")
     parser.add_argument("--json", default=str(HERE / "results" / "serving.json"), help="where to write results")
@@ -226,8 +235,10 @@ def main(argv: list[str] | None = None) -> int:
         configs = []
         for workers in worker_counts:
             port = free_port()
+            # the front runs on this Python, as the local backend runs it (SM_R_MAGIC_PYTHON)
             env = {**os.environ, "SM_R_MAGIC_ROOT": str(tmp_path / "root"), "SAGEMAKER_BIND_TO_PORT": str(port),
-                   "SM_R_MAGIC_BIND_HOST": "127.0.0.1", "SM_R_MAGIC_WORKERS": str(workers)}
+                   "SM_R_MAGIC_BIND_HOST": "127.0.0.1", "SM_R_MAGIC_WORKERS": str(workers),
+                   "SM_R_MAGIC_PYTHON": sys.executable}
             for name in ("SAGEMAKER_SUBMIT_DIRECTORY", "SAGEMAKER_PROGRAM", "SM_R_MAGIC_MODEL_DATA"):
                 env.pop(name, None)
             label = f"sm-r-magic serve, {workers} worker{'s' if workers > 1 else ''}"
@@ -243,18 +254,34 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for server, workers in configs:
                 servers.append(server)
-                server.start()
-                start_up[server.name] = server.start_seconds
-                print(f"  {server.name:48s} start-up (exec to /ping): {server.start_seconds} s", file=sys.stderr)
+                starts = []
+                for attempt in range(3):
+                    if attempt:
+                        server.stop()
+                    server.start()
+                    starts.append(server.start_seconds)
+                start_up[server.name] = sorted(starts)[1]
+                print(f"  {server.name:48s} start-up (exec to /ping): {start_up[server.name]} s (of {starts})",
+                      file=sys.stderr)
                 run_load(server.port, 2, True, 40, 2.0)   # warm-up, not counted
-                for keep_alive, concurrency in scenarios:
-                    row = run_load(server.port, concurrency, keep_alive, args.requests, args.duration)
+            parts = {(server.name, scenario): [] for server, _ in configs for scenario in scenarios}
+            for scenario in scenarios:
+                keep_alive, concurrency = scenario
+                for round_index in range(args.rounds):
+                    turn = round_index % len(configs)
+                    for server, _ in configs[turn:] + configs[:turn]:
+                        parts[(server.name, scenario)].append(run_load(
+                            server.port, concurrency, keep_alive, max(1, args.requests // args.rounds),
+                            args.duration / args.rounds))
+            for server, workers in configs:
+                for scenario in scenarios:
+                    keep_alive, concurrency = scenario
+                    row = summarize(parts[(server.name, scenario)])
                     row.update(server=server.name, workers=workers, concurrency=concurrency,
                                connection="kept-alive" if keep_alive else "new per request")
                     results.append(row)
                     print(f"  {server.name:48s} {row['connection']:16s} c={concurrency}: "
                           f"{row['req_per_s']} req/s, p50 {row['p50_ms']} ms", file=sys.stderr, flush=True)
-                server.stop()
         finally:
             for server in servers:
                 server.stop()
@@ -284,7 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps({
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpus": cpus, "platform": platform.platform(), "python": platform.python_version()},
-        "settings": {"requests": args.requests, "duration_s": args.duration, "body": BODY.decode()},
+        "settings": {"requests": args.requests, "duration_s": args.duration, "rounds": args.rounds,
+                     "body": BODY.decode()},
         "results": results, "start_up_s": start_up, "speedup_vs_plumber": summary, "goals": goals["met"],
         "markdown": table,
     }, indent=2) + "\n")

@@ -246,7 +246,7 @@ class Front:
             self.sweeping = True
             self.loop.call_later(self.sweep_interval, self._sweep)
         if self.idle:
-            self._start(self.idle.popleft(), request)
+            self._start(self.idle.pop(), request)  # the most recent: its caches are warm
         else:
             self.queue.append(request)
 
