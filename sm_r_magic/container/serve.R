@@ -64,11 +64,15 @@
 #      SM_R_MAGIC_PLUMBER_NATIVE=1 the front is skipped and plumber/httpuv serves the router itself, in one
 #      process, on SM_R_MAGIC_BIND_HOST:SAGEMAKER_BIND_TO_PORT.
 #
-# Start-up (~0.5 s from exec to /ping for a small lm model, ~0.2 s of it R's own start): R's JIT is off in
+# Start-up (0.3-0.5 s from exec to /ping for a small lm model, most of it R's own start): R's JIT is off in
 # serve mode: it would compile each function we call once (sm_serve alone: 0.2 s). Instead the program's
 # global functions are byte-compiled once in the parent and requests run through the default handlers before
 # the first fork (.sm_warm_up), so workers start with everything loaded. Functions the program keeps
 # elsewhere (in a list, an environment, a plumber route) run interpreted.
+#
+# Limits: a request handed to a worker in the instant it died gets 500 (it is not retried: it may have run);
+# a worker forked but never connected (it died before its hello) is not asked for again; output that user code
+# prints goes to the endpoint's log as R buffers it.
 
 if (!exists(".sm_container_dir", inherits = FALSE)) {  # run as its own script, not sourced by entrypoint.R
   .sm_container_dir <- local({
