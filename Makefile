@@ -11,9 +11,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_GET := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get -o DPkg::Lock::Timeout=600
 
 # R and the R packages the container, the tests and the R package (kernel_ext) use, all from Debian.
-R_PACKAGES := r-base-core r-base-dev r-cran-jsonlite r-cran-plumber r-cran-httpuv r-cran-rserve \
-	r-cran-filelock r-cran-reticulate r-cran-irkernel r-cran-callr r-cran-processx r-cran-testthat \
-	r-cran-rstudioapi
+R_PACKAGES := r-base-core r-base-dev r-cran-jsonlite r-cran-plumber r-cran-httpuv \
+	r-cran-reticulate r-cran-irkernel r-cran-callr r-cran-processx r-cran-testthat r-cran-rstudioapi
 
 .PHONY: help install system-deps libpython venv r-package demo test test-fast bench image docker-up docker-down \
 	browser clean

@@ -1,4 +1,4 @@
-"""Serving benchmark: the container's serve mode (Rserve, forked R workers) against the seed's plumber app.
+"""Serving benchmark: the container's serve mode (a Python front, persistent R workers) against the seed's plumber app.
 
     python benchmarks/bench_serving.py [--requests N] [--duration S] [--workers 1,2] [--json PATH]
 
@@ -8,8 +8,12 @@ Trains lm(mpg ~ wt + hp, mtcars) with Rscript into a temporary model folder with
   * benchmarks/plumber_baseline.R (plain plumber/httpuv, the seed's approach),
 and measures requests/s, p50 and p99 latency of POST /invocations (one CSV row) on kept-alive connections
 and with a new connection per request, at concurrency 1 and 8 (Python threads with http.client, loopback
-only). Each scenario is bounded by --requests and --duration. Also records each server's start-up (exec to the
-first 200 on /ping). Prints a Markdown table and writes JSON.
+only). Side by side: every server runs at once and each scenario is measured in --rounds short rounds that
+take the servers in turn (a rotating order), so a change in the machine's load hits all of them alike; each
+server's share of a scenario is bounded by --requests and --duration. Also records each server's start-up (exec to the
+first 200 on /ping; the median of 3 starts). Prints a Markdown table and the speed goals (issue 12, goal 3) checked against plumber in
+this run: ahead of plumber on every row, at least 1.5x plumber's requests/s with a new connection per request
+(c=1 and c=8), kept-alive c=1 p50 <= 1 ms. Writes JSON.
 Every server is started here and stopped here by PID (SIGTERM, then SIGKILL), also on error.
 """
 
@@ -148,17 +152,49 @@ def run_load(port: int, concurrency: int, keep_alive: bool, max_requests: int, d
         t.start()
     for t in threads:
         t.join(timeout=duration + 60)
-    elapsed = time.perf_counter() - started
-    latencies.sort()
+    return {"latencies": latencies, "errors": state["errors"], "seconds": time.perf_counter() - started}
+
+
+def summarize(parts: list[dict]) -> dict:
+    """One row from the rounds of one server and scenario: requests/s over the rounds' total time, percentiles
+    over all their latencies."""
+    latencies = sorted(lat for part in parts for lat in part["latencies"])
+    seconds = sum(part["seconds"] for part in parts)
 
     def pct(p: float) -> float | None:
         if not latencies:
             return None
         return round(1000 * latencies[min(len(latencies) - 1, int(p * len(latencies)))], 3)
 
-    return {"requests": len(latencies), "errors": state["errors"], "seconds": round(elapsed, 3),
-            "req_per_s": round(len(latencies) / elapsed, 1) if elapsed else None, "p50_ms": pct(0.50),
+    return {"requests": len(latencies), "errors": sum(part["errors"] for part in parts), "seconds": round(seconds, 3),
+            "req_per_s": round(len(latencies) / seconds, 1) if seconds else None, "p50_ms": pct(0.50),
             "p99_ms": pct(0.99)}
+
+
+def check_goals(results: list[dict]) -> dict:
+    """Issue 12 goal 3, from this run's rows: {"met": {goal: bool}, "lines": printable verdicts}."""
+    plumber = {(r["connection"], r["concurrency"]): r for r in results if r["server"].startswith("plumber")}
+    ours = [r for r in results if not r["server"].startswith("plumber")]
+    if not plumber or not ours:
+        return {"met": {}, "lines": ["(goals not checked: plumber or sm-r-magic rows missing)"]}
+    met, lines = {}, ["", "Goals (issue 12, goal 3), this run:"]
+
+    def ratio(r):
+        base = plumber.get((r["connection"], r["concurrency"]))
+        return r["req_per_s"] / base["req_per_s"] if base and base["req_per_s"] and r["req_per_s"] else 0.0
+
+    met["ahead_on_every_row"] = all(ratio(r) > 1 for r in ours)
+    lines.append(f"  ahead of plumber on every row: {met['ahead_on_every_row']} "
+                 f"(lowest ratio {min(ratio(r) for r in ours):.2f}x)")
+    fresh = [r for r in ours if r["connection"] == "new per request"]
+    met["new_connection_1_5x"] = all(ratio(r) >= 1.5 for r in fresh)
+    lines.append(f"  >= 1.5x plumber with a new connection per request: {met['new_connection_1_5x']} ("
+                 + ", ".join(f"{r['workers']}w c={r['concurrency']}: {ratio(r):.2f}x" for r in fresh) + ")")
+    kept = [r for r in ours if r["connection"] == "kept-alive" and r["concurrency"] == 1]
+    met["kept_alive_p50_1ms"] = all(r["p50_ms"] is not None and r["p50_ms"] <= 1.0 for r in kept)
+    lines.append(f"  kept-alive c=1 p50 <= 1 ms: {met['kept_alive_p50_1ms']} ("
+                 + ", ".join(f"{r['workers']}w: {r['p50_ms']} ms" for r in kept) + ")")
+    return {"met": met, "lines": lines}
 
 
 def train(folder: Path) -> Path:
@@ -173,7 +209,8 @@ def train(folder: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=3000, help="at most this many requests per scenario")
-    parser.add_argument("--duration", type=float, default=3.0, help="at most this many seconds per scenario")
+    parser.add_argument("--duration", type=float, default=4.0, help="at most this many seconds per scenario and server")
+    parser.add_argument("--rounds", type=int, default=8, help="rounds per scenario, taking the servers in turn")
     parser.add_argument("--workers", default=None,
                         help="comma-separated SM_R_MAGIC_WORKERS values (default: the CPU count, 1 and 2)")
     parser.add_argument("--json", default=str(HERE / "results" / "serving.json"), help="where to write results")
@@ -198,11 +235,13 @@ def main(argv: list[str] | None = None) -> int:
         configs = []
         for workers in worker_counts:
             port = free_port()
+            # the front runs on this Python, as the local backend runs it (SM_R_MAGIC_PYTHON)
             env = {**os.environ, "SM_R_MAGIC_ROOT": str(tmp_path / "root"), "SAGEMAKER_BIND_TO_PORT": str(port),
-                   "SM_R_MAGIC_BIND_HOST": "127.0.0.1", "SM_R_MAGIC_WORKERS": str(workers)}
+                   "SM_R_MAGIC_BIND_HOST": "127.0.0.1", "SM_R_MAGIC_WORKERS": str(workers),
+                   "SM_R_MAGIC_PYTHON": sys.executable}
             for name in ("SAGEMAKER_SUBMIT_DIRECTORY", "SAGEMAKER_PROGRAM", "SM_R_MAGIC_MODEL_DATA"):
                 env.pop(name, None)
-            label = f"sm-r-magic serve (Rserve), {workers} worker{'s' if workers > 1 else ''}"
+            label = f"sm-r-magic serve, {workers} worker{'s' if workers > 1 else ''}"
             if workers == cpus:
                 label += " (default)"
             configs.append((Server(label, [str(ENTRYPOINT), "serve"], env, port, tmp_path / f"serve-{workers}.log"),
@@ -215,18 +254,34 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for server, workers in configs:
                 servers.append(server)
-                server.start()
-                start_up[server.name] = server.start_seconds
-                print(f"  {server.name:48s} start-up (exec to /ping): {server.start_seconds} s", file=sys.stderr)
+                starts = []
+                for attempt in range(3):
+                    if attempt:
+                        server.stop()
+                    server.start()
+                    starts.append(server.start_seconds)
+                start_up[server.name] = sorted(starts)[1]
+                print(f"  {server.name:48s} start-up (exec to /ping): {start_up[server.name]} s (of {starts})",
+                      file=sys.stderr)
                 run_load(server.port, 2, True, 40, 2.0)   # warm-up, not counted
-                for keep_alive, concurrency in scenarios:
-                    row = run_load(server.port, concurrency, keep_alive, args.requests, args.duration)
+            parts = {(server.name, scenario): [] for server, _ in configs for scenario in scenarios}
+            for scenario in scenarios:
+                keep_alive, concurrency = scenario
+                for round_index in range(args.rounds):
+                    turn = round_index % len(configs)
+                    for server, _ in configs[turn:] + configs[:turn]:
+                        parts[(server.name, scenario)].append(run_load(
+                            server.port, concurrency, keep_alive, max(1, args.requests // args.rounds),
+                            args.duration / args.rounds))
+            for server, workers in configs:
+                for scenario in scenarios:
+                    keep_alive, concurrency = scenario
+                    row = summarize(parts[(server.name, scenario)])
                     row.update(server=server.name, workers=workers, concurrency=concurrency,
                                connection="kept-alive" if keep_alive else "new per request")
                     results.append(row)
                     print(f"  {server.name:48s} {row['connection']:16s} c={concurrency}: "
                           f"{row['req_per_s']} req/s, p50 {row['p50_ms']} ms", file=sys.stderr, flush=True)
-                server.stop()
         finally:
             for server in servers:
                 server.stop()
@@ -248,13 +303,18 @@ def main(argv: list[str] | None = None) -> int:
         if base and base["req_per_s"] and r is not base and r["req_per_s"]:
             summary.append({"server": r["server"], "connection": r["connection"], "concurrency": r["concurrency"],
                             "speedup_vs_plumber": round(r["req_per_s"] / base["req_per_s"], 2)})
+    goals = check_goals(results)
+    for line in goals["lines"]:
+        print(line)
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": {"cpus": cpus, "platform": platform.platform(), "python": platform.python_version()},
-        "settings": {"requests": args.requests, "duration_s": args.duration, "body": BODY.decode()},
-        "results": results, "start_up_s": start_up, "speedup_vs_plumber": summary, "markdown": table,
+        "settings": {"requests": args.requests, "duration_s": args.duration, "rounds": args.rounds,
+                     "body": BODY.decode()},
+        "results": results, "start_up_s": start_up, "speedup_vs_plumber": summary, "goals": goals["met"],
+        "markdown": table,
     }, indent=2) + "\n")
     print(f"\nresults written to {out}", file=sys.stderr)
     return 0

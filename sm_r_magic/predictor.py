@@ -35,6 +35,12 @@ def serialize(data, content_type):
     if content_type == "text/csv":
         if is_frame:
             return data.to_csv(index=False, na_rep=R_MISSING).encode("utf-8")
+        if isinstance(data, (list, tuple)):  # rows without a header row, as SageMaker's CSV serializer sends
+            rows = data if data and all(isinstance(row, (list, tuple)) for row in data) else [data]
+            out = io.StringIO()
+            csv.writer(out, lineterminator="\n").writerows([R_MISSING if _is_missing(v) else v for v in row]
+                                                           for row in rows)
+            return out.getvalue().encode("utf-8")
         if isinstance(data, dict):  # columns -> a CSV with a header, as the default input_fn reads it
             names = list(data)
             columns = [v if isinstance(v, (list, tuple)) else [v] for v in data.values()]
@@ -43,7 +49,7 @@ def serialize(data, content_type):
             writer.writerow(names)
             writer.writerows([R_MISSING if _is_missing(v) else v for v in row] for row in zip(*columns))
             return out.getvalue().encode("utf-8")
-        raise TypeError("text/csv needs a pandas DataFrame, a dict of columns, str or bytes")
+        raise TypeError("text/csv needs a pandas DataFrame, a dict of columns, a list of rows, str or bytes")
     raise TypeError(f"cannot serialize {type(data).__name__} as {content_type}: pass str or bytes")
 
 
@@ -75,18 +81,31 @@ def _number(text):
 
 
 def deserialize(body, content_type):
-    """Response body -> Python: JSON parsed; CSV as a list of numbers (one column) or of rows. A missing value
-    (JSON null, CSV NA) is None."""
-    content_type = (content_type or "").split(";")[0].strip()
+    """Response body -> Python: JSON parsed (a data.frame comes as a list of records); CSV as a list of numbers
+    (one column) or of rows (lists of values): the serving container's CSV answers have no header row, as
+    SageMaker's. Only a response typed `text/csv; header=present` (RFC 4180) has one: then a list of records
+    (dicts). A missing value (JSON null, CSV NA) is None."""
+    media_type, _, parameters = (content_type or "").partition(";")
+    media_type = media_type.strip().lower()
     text = body.decode("utf-8", errors="replace")
-    if content_type == "application/json":
+    if media_type == "application/json":
         return json.loads(text)
-    if content_type == "text/csv":
+    if media_type == "text/csv":
         rows = [row for row in csv.reader(io.StringIO(text)) if row]
+        if _has_header(parameters) and rows:
+            return [dict(zip(rows[0], (_number(v) for v in row))) for row in rows[1:]]
         if rows and all(len(row) == 1 for row in rows):
             return [_number(row[0]) for row in rows]
         return [[_number(v) for v in row] for row in rows]
     return body
+
+
+def _has_header(parameters):
+    for parameter in parameters.split(";"):
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "header":
+            return value.strip().strip('"').lower() == "present"
+    return False
 
 
 def default_content_type(data):
@@ -165,8 +184,15 @@ class Predictor(Handle):
         """Send raw bytes to /invocations; returns (bytes, content type)."""
         return self.backend.invoke_endpoint(self.endpoint_name, body, content_type, accept or content_type)
 
+    def example_payload(self, content_type="text/csv"):
+        """A request body holding one row of the model's own inputs (CSV with a header row, or JSON records), as
+        local and docker endpoints serve it (GET /prototype); None when it is not known (a model without known
+        inputs, an endpoint not InService, or a SageMaker endpoint: SageMaker routes only /invocations)."""
+        return self.backend.endpoint_example(self.endpoint_name, content_type)
+
     def predict(self, data, content_type=None, accept=None):
-        """Serialize `data` (DataFrame -> CSV by default, dict/list -> JSON), invoke, parse the answer."""
+        """Serialize `data` (DataFrame -> CSV by default, dict/list -> JSON; a list of rows can go as CSV without a
+        header row), invoke, parse the answer (see deserialize)."""
         content_type = content_type or default_content_type(data)
         body, response_type = self.invoke(serialize(data, content_type), content_type, accept)
         return deserialize(body, response_type or accept or content_type)

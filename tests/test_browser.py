@@ -241,7 +241,9 @@ def test_widgets_in_jupyterlab(tmp_path, r_available):
             expect(endpoint.locator('.smr-badge[data-status="InService"]')).to_be_visible(timeout=30_000)
             expect(endpoint.locator(".smr-kv")).to_contain_text("http://127.0.0.1:")
             finished(endpoint)
-            endpoint.locator("button.smr-send").click()  # the example CSV row: wt = 2.62
+            # poly(wt, 2) keeps no raw wt in its model frame: no example row to prefill, so type one
+            endpoint.locator("textarea").fill("wt\n2.62")
+            endpoint.locator("button.smr-send").click()
             response = endpoint.locator(".smr-scroll .smr-pre")
             expect(response).to_contain_text("[", timeout=15_000)
             assert json.loads(response.inner_text()) == pytest.approx([_r_prediction(2.62)], abs=1e-9)

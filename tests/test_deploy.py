@@ -415,3 +415,180 @@ def test_real_failure_stays_failed_after_its_kernel_is_gone(shell, trained, loca
     assert name in [p.endpoint_name for p in shell.user_ns["broken"].backend.list_endpoints()]
     assert shell.user_ns["broken"].status == "Failed"
     assert "corrupt model" in shell.user_ns["broken"].failure_reason
+
+
+# --- reliability, where endpoints listen, prediction data, the example row (issue 10) --------------------
+
+
+def endpoint_port(predictor):
+    return int(predictor.url.rsplit(":", 1)[1])
+
+
+def abort_and_time_out(predictor):
+    """Clients that go away before their answer (each asks for a 1 s prediction): 6 close the socket (FIN, or
+    RST as a killed client does), 2 time out. Returns once two of those predictions have ended in R (then,
+    with Rserve, their connection processes had quit and taken the shared temp folder with them)."""
+    from .test_serve_container import abort_request
+
+    port = endpoint_port(predictor)
+    done = os.path.join(predictor.backend.endpoints.folder(predictor.endpoint_name).root, "model", "done.txt")
+    slow_body = b'{"wt": [3.0], "hp": [150], "sleep": [1]}'
+    for i in range(6):
+        abort_request(port, slow_body, "application/json", reset=i % 2 == 1)
+    for _ in range(2):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=0.2)
+        with pytest.raises(OSError):
+            conn.request("POST", "/invocations", body=slow_body, headers={"Content-Type": "application/json"})
+            conn.getresponse().read()
+        conn.close()
+    assert wait_until(lambda: os.path.exists(done) and len(open(done).read().split()) >= 2, timeout=60)
+
+
+def over_the_limit(predictor):
+    """A prediction over the endpoint's request timeout (3 s here) is cut: 504, and its worker is replaced."""
+    with pytest.raises(InvocationError) as info:
+        predictor.predict({"wt": [3.0], "hp": [150], "sleep": [600]}, content_type="application/json")
+    assert info.value.status == 504 and "SM_R_MAGIC_REQUEST_TIMEOUT" in info.value.body
+
+
+SLOW_ON_ASK = INFERENCE.replace("predict_fn <- function(data, model) predict(model, newdata = data)", '''
+predict_fn <- function(data, model) {
+  if (!is.null(data$sleep)) {
+    Sys.sleep(data$sleep[1])
+    cat("done\\n", file = file.path(sm_model_dir(), "done.txt"), append = TRUE)
+  }
+  predict(model, newdata = data)
+}''')
+
+
+def test_local_endpoint_survives_clients_that_hang_up_and_listens_on_loopback_only(shell, trained):
+    """Issues 10.1 and 10.2 through %%r_deploy: aborted requests, client timeouts and a request over the
+    endpoint's timeout leave a working endpoint (every later prediction correct, ping 200); it listens on
+    127.0.0.1 only, its R processes too."""
+    from sm_r_magic.backends.endpoint_http import ping
+
+    from .test_serve_container import descendants, listening_addresses, non_loopback_address
+
+    assert deploy(shell, "--as tough --workers 2 --env SM_R_MAGIC_REQUEST_TIMEOUT=3", SLOW_ON_ASK) is None
+    tough = shell.user_ns["tough"]
+    try:
+        port = endpoint_port(tough)
+        expected = tough.predict({"wt": [3.0], "hp": [150]}, content_type="application/json")
+        abort_and_time_out(tough)
+        over_the_limit(tough)
+        for _ in range(10):
+            assert tough.predict({"wt": [3.0], "hp": [150]}, content_type="application/json") == expected
+        assert ping(port) and tough.status == "InService"
+        pid = endpoint_state_of(tough)["pid"]
+        addresses = listening_addresses([pid, *descendants(pid)])
+        assert ("127.0.0.1", port) in addresses and {host for host, _ in addresses} == {"127.0.0.1"}, addresses
+        other = non_loopback_address()
+        if other is not None:
+            with socket.socket() as sock:
+                sock.settimeout(5)
+                assert sock.connect_ex((other, port)) != 0
+        assert "block until" not in tough.logs()  # issue 10.14: no Rserve banner
+    finally:
+        tough.delete()
+
+
+def endpoint_state_of(predictor):
+    return json.load(open(os.path.join(predictor.local_folder, "state.json")))
+
+
+R_FIRST_ROW = ('d <- tempfile(); dir.create(d); untar("{tar}", exdir = d); m <- readRDS(file.path(d, "model.rds")); '
+               'cat(vapply(m$model[1, c("wt", "hp")], format, "", digits = 15))')
+
+
+def test_example_row_prefills_the_try_it_box(shell, trained):
+    """Issue 10.13: the widget's "Try it" box holds a row of the model's own inputs (not mtcars columns), as
+    CSV with a header row and as JSON; it is a valid request."""
+    widgets = pytest.importorskip("sm_r_magic.widgets")
+    assert deploy(shell, "--as ex") is None
+    ex = shell.user_ns["ex"]
+    try:
+        first = subprocess.run(["Rscript", "-e", R_FIRST_ROW.format(tar=trained.model_data)], capture_output=True,
+                               text=True, check=True).stdout.split()
+        assert ex.example_payload("text/csv") == f"wt,hp\n{first[0]},{first[1]}\n"
+        assert json.loads(ex.example_payload("application/json")) == [{"wt": float(first[0]), "hp": float(first[1])}]
+        w = widgets.EndpointWidget(ex)
+        assert w.payload.value == ex.example_payload("text/csv")
+        w.content_type.value = "application/json"
+        assert w.payload.value == ex.example_payload("application/json")
+        w.send_payload()
+        assert "error" not in w.response.value and len(json.loads(w.last_response)) == 1
+    finally:
+        ex.delete()
+
+
+FRAME_OUT = INFERENCE.replace("predict_fn <- function(data, model) predict(model, newdata = data)", '''
+predict_fn <- function(data, model) data.frame(fit = predict(model, newdata = data), n = seq_len(nrow(data)))''')
+
+
+def test_data_frame_predictions_come_back_as_rows_and_rows_go_without_header(shell, trained, tmp_path):
+    """Issue 10.8 through the predictor: a predict_fn returning a data.frame gives rows of values (CSV) or records
+    (JSON), never its header as the first row; rows sent without a header (as SageMaker's CSV serializer does)
+    are read by position."""
+    assert deploy(shell, "--as frames", FRAME_OUT) is None
+    frames = shell.user_ns["frames"]
+    try:
+        (tmp_path / "two.csv").write_text("wt,hp\n2.6,110\n3.1,150\n")
+        expected = r_predictions(trained.model_data, tmp_path / "two.csv")
+        rows = frames.predict([[2.6, 110], [3.1, 150]], content_type="text/csv")
+        assert [row[1] for row in rows] == [1, 2]
+        assert [row[0] for row in rows] == pytest.approx(expected, abs=1e-9)
+        records = frames.predict({"wt": [2.6, 3.1], "hp": [110, 150]}, content_type="application/json")
+        assert [r["n"] for r in records] == [1, 2] and [r["fit"] for r in records] == pytest.approx(expected, abs=1e-9)
+        assert frames.predict("2.6,110", content_type="text/csv")[0][0] == pytest.approx(expected[0], abs=1e-9)
+    finally:
+        frames.delete()
+
+
+def test_deserialize_reads_a_header_row_only_when_the_response_says_so():
+    from sm_r_magic.predictor import deserialize, serialize
+
+    assert deserialize(b"1.5,a\n2,NA\n", "text/csv") == [[1.5, "a"], [2.0, None]]
+    assert deserialize(b"fit,n\n1.5,1\n", "text/csv; header=present") == [{"fit": 1.5, "n": 1.0}]
+    assert deserialize(b"3\nNA\n", "text/csv; charset=utf-8") == [3.0, None]
+    assert serialize([[2.6, 110], [None, 150]], "text/csv") == b"2.6,110\nNA,150\n"
+    assert serialize([2.6, 110], "text/csv") == b"2.6,110\n"
+
+
+@pytest.mark.docker
+def test_docker_endpoint_survives_clients_that_hang_up_and_is_published_on_loopback_only(shell, trained):
+    """Issues 10.1 and 10.2 in the image (what SageMaker runs): aborted requests, client timeouts and a request
+    over the timeout, then correct predictions; the port is published on 127.0.0.1 only (inside, serve listens
+    on 0.0.0.0:8080)."""
+    from sm_r_magic.backends.endpoint_http import ping
+
+    from .support.docker_engine import IMAGE, engine_problem, ensure_image
+    from .test_serve_container import listening_sockets, non_loopback_address
+
+    problem = engine_problem()
+    if problem:
+        pytest.skip(problem)
+    ensure_image(IMAGE)
+    shell.run_line_magic("config", f"RMagic.image = {IMAGE!r}")
+    assert deploy(shell, "--backend docker --as boxed --workers 2 --env SM_R_MAGIC_REQUEST_TIMEOUT=3",
+                  SLOW_ON_ASK) is None
+    boxed = shell.user_ns["boxed"]
+    try:
+        assert boxed.status == "InService", boxed.failure_reason
+        port = endpoint_port(boxed)
+        expected = boxed.predict({"wt": [3.0], "hp": [150]}, content_type="application/json")
+        abort_and_time_out(boxed)
+        over_the_limit(boxed)
+        for _ in range(10):
+            assert boxed.predict({"wt": [3.0], "hp": [150]}, content_type="application/json") == expected
+        assert ping(port) and boxed.status == "InService"
+        assert "serving inference.R on 0.0.0.0:8080 with 2 workers" in boxed.logs()
+        published = {host for (host, listening_port), _ in listening_sockets() if listening_port == port}
+        assert published <= {"127.0.0.1"}, published  # docker-proxy (if any) on loopback only
+        other = non_loopback_address()
+        if other is not None:
+            with socket.socket() as sock:
+                sock.settimeout(5)
+                assert sock.connect_ex((other, port)) != 0
+        assert "block until" not in boxed.logs()
+    finally:
+        boxed.delete()

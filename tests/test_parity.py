@@ -129,10 +129,10 @@ def test_training_request_runs_in_the_container(sm, moto_server, mtcars_csv, tmp
     # serving from the uploaded model.tar.gz, with the CreateModel request the backend sends
     if not os.path.exists(SERVE_R):
         pytest.skip("container/serve.R is not there yet: serving parity not checked")
-    probe = subprocess.run(["Rscript", "-e", "cat(requireNamespace('Rserve', quietly = TRUE))"],
+    probe = subprocess.run(["Rscript", "-e", "cat(requireNamespace('jsonlite', quietly = TRUE))"],
                            capture_output=True, text=True)
     if probe.stdout.strip() != "TRUE":
-        pytest.skip("the Rserve R package is not installed (apt-get install r-cran-rserve): serving not checked")
+        pytest.skip("the jsonlite R package is not installed (apt-get install r-cran-jsonlite): serving not checked")
     models = capture(sm, "CreateModel")
     name = spec.unique_name("parity")
     predictor = sm.deploy({

@@ -343,6 +343,9 @@ def test_kernel_thread_parent_sets_and_resets_thread_local_parent(monkeypatch):
 
 
 # -- endpoint widget -----------------------------------------------------------------------------------
+EXAMPLES = {"text/csv": "wt,hp\n2.62,110\n", "application/json": '[{"wt":2.62,"hp":110}]'}
+
+
 class FakeEndpointBackend:
     """describe/invoke/delete of one endpoint: Creating for `creating_for` seconds, then InService."""
 
@@ -366,6 +369,9 @@ class FakeEndpointBackend:
         if b"bad" in body:
             raise InvocationError(500, "Error in predict(): bad input\n")
         return b'{"predictions": [21.5]}', "application/json"
+
+    def endpoint_example(self, name, content_type):
+        return EXAMPLES.get(content_type)
 
     def read_endpoint_logs(self, name, cursor=None):
         return (["listening on 127.0.0.1:8765"], 1) if not cursor else ([], cursor)
@@ -393,7 +399,7 @@ def test_endpoint_widget_creating_in_service_try_it_and_delete(predictor):
     wait_for(lambda: not POLLER.registered(w), timeout=5, what="the poller to drop the endpoint")
 
     w.content_type.value = "application/json"
-    assert w.payload.value == endpoint.EXAMPLE_PAYLOADS["application/json"]  # the example follows the type
+    assert w.payload.value == EXAMPLES["application/json"]  # the model's own example follows the type
     w.payload.value = '{"wt": [2.5]}'
     w.send_button.click()
     body, ctype, accept = predictor.backend.invocations[-1]

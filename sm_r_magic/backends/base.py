@@ -105,6 +105,11 @@ class Backend:
         Raises predictor.InvocationError with the status code and the body on errors."""
         raise NotImplementedError
 
+    def endpoint_example(self, name, content_type):
+        """A request body the endpoint's model takes (a row of its own inputs), or None when the backend cannot
+        ask (SageMaker routes only /ping and /invocations to a container)."""
+        return None
+
     def read_endpoint_logs(self, name, cursor=None):
         return [], cursor
 

@@ -1,5 +1,5 @@
-"""HTTP to a serving container on 127.0.0.1 (local and docker endpoints): ping, invoke on a kept-alive
-connection, free ports."""
+"""HTTP to a serving container on 127.0.0.1 (local and docker endpoints): ping, the example input, invoke on a
+kept-alive connection, free ports."""
 
 import http.client
 import socket
@@ -21,6 +21,20 @@ def ping(port, timeout=2):
         return conn.getresponse().status == 200
     except OSError:
         return False
+    finally:
+        conn.close()
+
+
+def example(port, content_type, timeout=5):
+    """The server's example request body (GET /prototype) in content_type, or None when it has none."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", "/prototype", headers={"Accept": content_type})
+        response = conn.getresponse()
+        body = response.read()
+        return body.decode("utf-8", errors="replace") if response.status == 200 else None
+    except (OSError, http.client.HTTPException):
+        return None
     finally:
         conn.close()
 

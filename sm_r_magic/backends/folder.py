@@ -165,6 +165,9 @@ class FolderBackend(Backend):
     def invoke_endpoint(self, name, body, content_type, accept):
         return self.endpoints.invoke(name, body, content_type, accept)
 
+    def endpoint_example(self, name, content_type):
+        return self.endpoints.example(name, content_type)
+
     def read_endpoint_logs(self, name, cursor=None):
         return self.endpoints.read_logs(name, cursor)
 

@@ -17,7 +17,7 @@ import time
 
 from ..errors import SmRMagicError
 from . import jobfolder as jf
-from .endpoint_http import Connections, ping
+from .endpoint_http import Connections, example, ping
 from .folder_jobs import epoch_to_utc
 from .processes import pid_alive
 
@@ -151,6 +151,13 @@ class FolderEndpoints:
                                 + ("wait for it (predictor.wait())" if state["status"] == "Creating"
                                    else "see predictor.failure_reason and predictor.logs()"))
         return self.connections.invoke(name, state["port"], body, content_type, accept)
+
+    def example(self, name, content_type):
+        """One row of the model's inputs as a request body (the server's GET /prototype), or None."""
+        _, state = self.state(name, check=self.launcher.cheap_liveness)
+        if state["status"] != "InService" or not state.get("port"):
+            return None
+        return example(state["port"], content_type)
 
     def read_logs(self, name, cursor=None):
         return self.launcher.server_log_lines(self.folder(name), cursor)

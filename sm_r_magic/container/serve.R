@@ -1,27 +1,30 @@
-# Serve mode of the shared R container: `entrypoint.sh serve` sources this file and calls sm_serve().
+# Serve mode of the shared R container, the R side. `entrypoint.sh serve` runs serve_front.py (the HTTP front,
+# Python stdlib), which runs `entrypoint.R serve`: this file's sm_serve().
 #
 # SageMaker's hosting contract: GET /ping -> 200 once the model is loaded; POST /invocations -> prediction;
-# listen on SAGEMAKER_BIND_TO_PORT (default 8080); ping must answer within 2 s while an invocation runs;
-# payloads up to 6 MB.
+# listen on SAGEMAKER_BIND_TO_PORT (default 8080); ping answers within 2 s while invocations run; requests
+# finish within 60 s; payloads up to 6 MB.
 #
-# HTTP server: Rserve's built-in HTTP server (run.Rserve(http.port = ...)), not plumber/httpuv. Rserve
-# forks one R process per TCP connection and that process serves every request of the (kept-alive)
-# connection: ~0.1 ms of server overhead per request, where httpuv stalls ~40 ms per response on kept-alive
-# connections (DESIGN.md section 3). Consequences, all deliberate:
-#   * The model is loaded once in the parent before it listens; each connection's process inherits it
-#     (copy-on-write), so /ping is only answered once model_fn has returned.
-#   * Workers (SM_R_MAGIC_WORKERS, default: number of CPUs) bound how many invocations *evaluate* at once:
-#     a connection's process takes one of N worker slots (fcntl locks through the filelock package) for
-#     input_fn -> predict_fn -> output_fn and frees it before sending the response. Connections beyond N wait
-#     for a slot; 0 means no limit. Without filelock installed, concurrency is not limited (logged).
-#   * /ping never takes a slot and a new connection is served by a new process, so ping answers while every
-#     worker is busy (a busy connection cannot carry a ping: HTTP/1.1 clients open another connection).
-#   * Body size: Rserve reads the whole body (it only refuses ~2 GB); bodies over SM_R_MAGIC_MAX_PAYLOAD_MB
-#     (default 6) get 413 before any user code runs, and the connection stays usable. Chunked request
-#     bodies are not supported by Rserve (send Content-Length; SageMaker does).
-#   * Shutdown: SIGTERM (or SIGINT/SIGHUP) makes run.Rserve return in the parent, which then terminates its
-#     connection processes (SIGTERM, SIGKILL after 2 s) and exits 0. Rserve reaps finished connection
-#     processes itself.
+# Processes (see serve_front.py for the HTTP side):
+#   front (Python) --starts--> R parent: loads the code and the model once (model_fn), warms up, then only forks
+#                              workers when the front asks (one byte per worker on its control connection)
+#                              `--forks--> N R workers: each holds one connection to the front and answers one
+#                              request at a time, for as long as it lives (no fork per request or connection)
+# The parent never runs request code, so every worker starts from the same loaded, warmed-up memory
+# (copy-on-write). Front <-> R frames on 127.0.0.1 (a random port; each R connection first sends a JSON hello
+# with a random token the front gave it in SM_R_MAGIC_FRONT_TOKEN):
+#   front -> worker: int32 head length, int32 body length, head, body (big-endian). The head's lines: method,
+#                    path, query string, content type (media type, lower case), accept (the media type to
+#                    answer; the content type when the client sent none or */*), then the request headers
+#                    ("Name: value", plumber mode only).
+#   worker -> front: int32 length of the rest, int32 status, int32 head length, head (content type, then extra
+#                    "Name: value" header lines), body. One write per message (TCP_NODELAY).
+# R never writes to a client, so a client that hangs up cannot hurt a worker (with Rserve, one SIGPIPE made a
+# connection process quit and delete the temp folder it shared with every other). Shared state lives in
+# SM_R_MAGIC_SERVE_DIR, the front's folder (the staged code; R's own temp folder is inside it too, through
+# TMPDIR), which the front removes when it ends. A worker ends only through the front: when it stops answering
+# within the request timeout the front kills it; when it exits (even by quit() in user code: .Last kills it
+# first, so R's clean-up never runs in a worker) the front asks the parent for a new one.
 #
 # Inference code: SAGEMAKER_SUBMIT_DIRECTORY (folder, tar.gz, file:// or s3://) + SAGEMAKER_PROGRAM (default
 # inference.R) if set; else <model>/code/$SAGEMAKER_PROGRAM, <model>/code/deploy.R (the seed's convention) or
@@ -30,41 +33,46 @@
 #   1. Handler mode: the program defines model_fn(model_dir) and optionally input_fn(body, content_type),
 #      predict_fn(data, model), output_fn(prediction, accept).
 #        body: a character string for text content types (text/*, JSON, CSV, XML, form data), else a raw vector.
-#        Default input_fn: text/csv -> read.csv(text = body, header = TRUE) (a header row is required: define
-#          input_fn for header-less CSV); application/json -> data.frame for an array of records or an
-#          object of equal-length columns, else the parsed value. Anything else -> 415.
+#        Default input_fn:
+#          text/csv -> a data.frame. A header row is optional (SageMaker's CSV clients send none). The first row
+#            is the header when all its fields are non-numeric text (not empty, not NA) and the model's input
+#            names are not known, or one of its fields is an input name, or a later row has a number (the
+#            types differ); otherwise every row is data and the columns are, by position, the model's inputs
+#            (which must then match in number) or V1, V2, ... when they are not known. The input names are known for models with a terms() method (lm, glm and
+#            most formula models: the predictors of delete.response(terms(model))). Values are converted as
+#            read.csv does (type.convert); "NA" is missing.
+#          application/json -> data.frame for an array of records or an object of equal-length columns, else
+#            the parsed value; null and the string "NA" are missing (as in CSV).
+#          Anything else -> 415.
 #        Default predict_fn: predict(model, newdata = data).
-#        Default output_fn: text/csv -> one value per line (write.csv without row names for data frames and
-#          matrices); application/json -> jsonlite::toJSON(x, digits = NA). Anything else -> 406.
+#        Default output_fn: text/csv -> one value per line, or for a data.frame or matrix one line per row
+#          WITHOUT a header row (as SageMaker's CSV responses); application/json -> jsonlite::toJSON(x,
+#          digits = NA): a data.frame becomes an array of records. Anything else -> 406.
 #        output_fn may return a string, a raw vector, or list(body = , content_type = ).
-#        accept defaults to the request's content type (also for */*).
 #        Errors: input_fn -> 400, predict_fn/output_fn -> 500, the R message as text/plain body; call
 #        sm_http_error(message, status) in any of them to answer another status.
-#   2. Plumber mode (seed-style deploy.R, unchanged): a program that runs a plumber router -
-#        plumb("plumber.R")$run(host = "0.0.0.0", port = 8080), pr_run(pr, port = 8080), pr() %>% ... %>%
-#        pr_run() - or a deploy.R that is itself a plumber file (#* @get /ping ... routes, no run call).
-#      The router's run() is intercepted (whatever host/port it asks for) and the router is served by the same
-#      Rserve server: each request becomes a Rook request for router$call(), so filters, parsers, serializers
-#      and error handling are plumber's own. GET /ping answers 200 if the router has no /ping route. Not
-#      supported there: websockets, async (promise) endpoints, mounted static files, the docs UI. With
-#      SM_R_MAGIC_PLUMBER_NATIVE=1 the router runs on plumber/httpuv itself instead (on our host and port).
+#      GET /prototype (answered by the front; local and docker endpoints: SageMaker routes only /ping and
+#      /invocations) gives one row of the model's own inputs, as a header and a row for Accept text/csv or as
+#      JSON records: the first row of the model frame (lm, glm, ...) or of model$data (glm), else 404.
+#   2. Plumber mode (seed-style deploy.R): a program that runs a plumber router - plumb("plumber.R")$run(host =
+#      "0.0.0.0", port = 8080), pr_run(pr, port = 8080), pr() %>% ... %>% pr_run() - or a deploy.R that is
+#      itself a plumber file (#* @get ... routes, no run call). The router's run() is intercepted (whatever
+#      host/port it asks for) and the workers serve the router: each request becomes a Rook request for
+#      router$call(), so filters, parsers, serializers and error handling are plumber's own. The front answers
+#      GET /ping itself (200 once a worker is up; the router's /ping route is not called). Not supported:
+#      websockets, async (promise) endpoints, mounted static files, the docs UI. With
+#      SM_R_MAGIC_PLUMBER_NATIVE=1 the front is skipped and plumber/httpuv serves the router itself, in one
+#      process, on SM_R_MAGIC_BIND_HOST:SAGEMAKER_BIND_TO_PORT.
 #
-# Settings: SAGEMAKER_BIND_TO_PORT (8080), SM_R_MAGIC_BIND_HOST (0.0.0.0; any host other than 127.0.0.1 /
-# localhost listens on all interfaces), SM_R_MAGIC_WORKERS, SM_R_MAGIC_MAX_PAYLOAD_MB, SM_R_MAGIC_ACCESS_LOG=1
-# (one line per request on stderr; by default only failed requests are logged), SM_R_MAGIC_MODEL_DATA
-# (a model.tar.gz to extract into the model folder when it is empty: the local backend).
+# Start-up (0.3-0.5 s from exec to /ping for a small lm model, most of it R's own start): R's JIT is off in
+# serve mode: it would compile each function we call once (sm_serve alone: 0.2 s). Instead the program's
+# global functions are byte-compiled once in the parent and requests run through the default handlers before
+# the first fork (.sm_warm_up), so workers start with everything loaded. Functions the program keeps
+# elsewhere (in a list, an environment, a plumber route) run interpreted.
 #
-# Start-up (~0.5 s from exec to /ping for a small lm model, ~0.2 s of it R's own start): R's JIT is off in
-# serve mode. It would compile each function we call once at start-up (sm_serve alone: 0.2 s) and, in every
-# connection process, each closure not compiled before the fork (~140 ms on a new connection). Instead the
-# program's global functions are byte-compiled and a request is run before listening (see .sm_warm_up).
-# Functions the program keeps elsewhere (in a list, an environment, a plumber route) run interpreted.
-#
-# Limits: a new connection costs a fork plus copy-on-write page faults in its first request (p50 ~14 ms where
-# a kept-alive request takes ~3 ms and plumber, one process, answers a fresh connection in ~7.6 ms; see
-# README "Speed"): clients should keep connections alive, as SageMaker does. Each open connection holds one R process. With remote disabled (127.0.0.1), Rserve listens on all
-# interfaces but serves loopback peers only. Requests are not cut at 60 s (SageMaker does that). If the parent
-# is SIGKILLed, connection processes live on until their client closes the connection.
+# Limits: a request handed to a worker in the instant it died gets 500 (it is not retried: it may have run);
+# a worker forked but never connected (it died before its hello) is not asked for again; output that user code
+# prints goes to the endpoint's log as R buffers it.
 
 if (!exists(".sm_container_dir", inherits = FALSE)) {  # run as its own script, not sourced by entrypoint.R
   .sm_container_dir <- local({
@@ -78,14 +86,6 @@ if (!exists(".sm_container_dir", inherits = FALSE)) {  # run as its own script, 
 compiler::enableJIT(0)
 
 # --- small utilities ---------------------------------------------------------------------------------
-
-.sm_env_number <- function(name, default) {
-  value <- Sys.getenv(name, "")
-  if (!nzchar(value)) return(default)
-  number <- suppressWarnings(as.numeric(value))
-  if (is.na(number) || number < 0) stop(sprintf("%s='%s' is not a non-negative number", name, value), call. = FALSE)
-  number
-}
 
 .sm_serve_fail <- function(lines, status = 1L) {
   failure_file <- file.path(.sm_root(), "output", "failure")
@@ -157,7 +157,7 @@ sm_http_error <- function(message, status = 400L) {
   submit_dir <- Sys.getenv("SAGEMAKER_SUBMIT_DIRECTORY", "")
   program <- Sys.getenv("SAGEMAKER_PROGRAM", "")
   if (nzchar(submit_dir)) {
-    code_dir <- file.path(tempdir(), "code")
+    code_dir <- file.path(.sm_serve_dir(), "code")  # not under tempdir(): see the header
     staged <- tryCatch(.sm_stage_code(submit_dir, code_dir), error = function(e) e)
     if (inherits(staged, "error")) {
       .sm_serve_fail(sprintf("Error staging SAGEMAKER_SUBMIT_DIRECTORY=%s: %s", submit_dir, conditionMessage(staged)), 2L)
@@ -225,27 +225,129 @@ sm_http_error <- function(message, status = 400L) {
 .sm_default_input_fn <- function(body, content_type) {
   if (is.raw(body)) body <- rawToChar(body)
   switch(content_type,
-    "text/csv" = utils::read.csv(text = body, header = TRUE),
-    "application/json" = {
-      x <- jsonlite::parse_json(body, simplifyVector = TRUE)
-      if (is.list(x) && !is.data.frame(x) && length(x) && !is.null(names(x)) && all(nzchar(names(x))) &&
-          all(vapply(x, function(col) is.atomic(col) && !is.null(col), TRUE)) && length(unique(lengths(x))) == 1L) {
-        x <- list2DF(x)
-      }
-      x
-    },
+    "text/csv" = .sm_read_csv_body(body, .sm_serve_state$input_names),
+    "application/json" = .sm_read_json_body(body),
     sm_http_error(sprintf(paste("content type '%s' is not supported by the default input_fn: send text/csv or",
                                 "application/json, or define input_fn(body, content_type)"), content_type), 415L)
   )
 }
 
+# The fields of a CSV text as a character matrix (one row per line; "NA" stays a string here). Plain CSV (no
+# quote character) is split directly, ~5x faster than read.csv for the one-row requests endpoints mostly get;
+# quoted fields go through R's own reader.
+.sm_csv_fields <- function(text) {
+  if (grepl("\"", text, fixed = TRUE)) {
+    rows <- utils::read.csv(text = text, header = FALSE, colClasses = "character", na.strings = character(),
+                            strip.white = FALSE, check.names = FALSE)
+    return(unname(as.matrix(rows)))
+  }
+  lines <- strsplit(text, "\n", fixed = TRUE)[[1]]
+  if (grepl("\r", text, fixed = TRUE)) lines <- sub("\r$", "", lines)
+  lines <- lines[nzchar(lines)]
+  if (!length(lines)) return(matrix(character(), 0L, 0L))
+  fields <- strsplit(paste0(lines, ","), ",", fixed = TRUE)  # the extra comma keeps a trailing empty field
+  counts <- lengths(fields)
+  if (any(counts != counts[[1]])) {
+    blank <- !grepl("[^[:space:]]", lines)  # lines of spaces only: blank lines, as read.csv has them
+    if (any(blank)) return(.sm_csv_fields(paste(lines[!blank], collapse = "\n")))
+    bad <- which(counts != counts[[1]])[[1]]
+    sm_http_error(sprintf("CSV line %d has %d fields where line 1 has %d", bad, counts[[bad]], counts[[1]]), 400L)
+  }
+  matrix(unlist(fields, use.names = FALSE), ncol = counts[[1]], byrow = TRUE)
+}
+
+# What as.numeric() reads as a number (a regular expression: as.numeric's warnings cost ~50 us per row).
+.sm_number_pattern <- paste0("^\\s*[-+]?(([0-9]+\\.?[0-9]*|\\.[0-9]+)([eE][-+]?[0-9]+)?|0[xX][0-9a-fA-F]+|",
+                             "Inf|inf|NaN|nan|Infinity|infinity)\\s*$")
+
+# What the first CSV row is: "data" (a field is a number, empty or NA), "header" (all text and, when the model's
+# input names are known, one of them is an input name) or "text" (all text, no input name: a header only if a
+# later row has a number, as csv.Sniffer's column-type test has it).
+.sm_first_row_kind <- function(fields, input_names) {
+  if (anyNA(fields) || any(fields %in% c("", "NA")) || any(grepl(.sm_number_pattern, fields, perl = TRUE))) {
+    return("data")
+  }
+  if (!length(input_names) || any(fields %in% input_names) || any(trimws(fields) %in% input_names)) "header" else "text"
+}
+
+# Column names from a header row, made syntactic and unique as read.csv does.
+.sm_column_names <- function(fields) {
+  if (any(grepl("^\\s|\\s$", fields, perl = TRUE))) fields <- trimws(fields)
+  if (all(grepl("^[A-Za-z][A-Za-z0-9._]*$", fields, perl = TRUE)) && !anyDuplicated(fields)) return(fields)
+  make.names(fields, unique = TRUE)
+}
+
+# The column names when the first CSV row (of the fields matrix) is a header, else NULL. What a first row is,
+# is cached: clients send the same header row with every request (the checks cost ~0.1 ms).
+.sm_header_cache <- new.env(hash = TRUE, parent = emptyenv())
+
+.sm_csv_header <- function(fields, input_names) {
+  first <- fields[1L, ]
+  code <- utf8ToInt(substr(first[[1L]], 1L, 1L))
+  if (length(code) == 1L && (code >= 48L && code <= 57L || code %in% c(43L, 45L, 46L))) return(NULL)  # a number
+  key <- paste(first, collapse = ",")
+  known <- .sm_header_cache[[key]]
+  if (is.null(known)) {
+    kind <- .sm_first_row_kind(first, input_names)
+    known <- list(kind = kind, columns = if (kind != "data") .sm_column_names(first))
+    if (length(.sm_header_cache) < 256L) assign(key, known, envir = .sm_header_cache)
+  }
+  if (known$kind == "header" ||
+      (known$kind == "text" && nrow(fields) > 1L && any(grepl(.sm_number_pattern, fields[-1L, ], perl = TRUE)))) {
+    return(known$columns)
+  }
+  NULL
+}
+
+.sm_read_csv_body <- function(text, input_names = NULL) {
+  fields <- .sm_csv_fields(text)
+  if (!nrow(fields)) sm_http_error("the CSV body has no rows", 400L)
+  columns <- .sm_csv_header(fields, input_names)
+  if (length(columns)) {
+    fields <- fields[-1L, , drop = FALSE]
+  } else if (length(input_names)) {
+    if (ncol(fields) != length(input_names)) {
+      sm_http_error(sprintf(paste("CSV rows without a header row must have one field per model input (%s), in",
+                                  "that order: these have %d; or send a header row naming the columns"),
+                            paste(input_names, collapse = ", "), ncol(fields)), 400L)
+    }
+    columns <- input_names
+  } else {
+    columns <- paste0("V", seq_len(ncol(fields)))
+  }
+  values <- lapply(seq_along(columns), function(j) utils::type.convert(fields[, j], as.is = TRUE, na.strings = "NA"))
+  names(values) <- columns
+  list2DF(values, nrow = nrow(fields))
+}
+
+.sm_read_json_body <- function(text) {
+  x <- jsonlite::parse_json(text, simplifyVector = TRUE)
+  if (is.list(x) && !is.data.frame(x) && length(x) && !is.null(names(x)) && all(nzchar(names(x))) &&
+      all(vapply(x, function(col) is.atomic(col) && !is.null(col), TRUE)) && length(unique(lengths(x))) == 1L) {
+    x <- list2DF(x)
+  }
+  .sm_na_strings(x)
+}
+
+# The string "NA" is a missing value, as read.csv has it (jsonlite already does so in numeric columns).
+.sm_na_strings <- function(x) {
+  if (is.character(x)) {
+    x[x %in% "NA"] <- NA_character_
+  } else if (is.data.frame(x)) {
+    for (j in which(vapply(x, is.character, TRUE))) x[[j]][x[[j]] %in% "NA"] <- NA_character_
+  }
+  x
+}
+
 .sm_default_predict_fn <- function(data, model) stats::predict(model, newdata = data)
 
-.sm_csv_text <- function(x) {
+# One value per line, or one line per row of a data.frame or matrix (no header row unless asked for).
+.sm_csv_text <- function(x, header = FALSE) {
   if (is.data.frame(x) || is.matrix(x)) {
     con <- textConnection(NULL, "w", local = TRUE)
     on.exit(close(con))
-    utils::write.csv(x, con, row.names = FALSE)
+    if (header) writeLines(paste(.sm_csv_quote(colnames(x)), collapse = ","), con)
+    utils::write.table(x, con, sep = ",", row.names = FALSE, col.names = FALSE, qmethod = "double")
     return(paste0(paste(textConnectionValue(con), collapse = "\n"), "\n"))
   }
   if (is.list(x)) x <- unlist(x)
@@ -253,6 +355,12 @@ sm_http_error <- function(message, status = 400L) {
   values <- as.character(x)
   values[is.na(x)] <- "NA"
   paste0(paste(values, collapse = "\n"), if (length(values)) "\n" else "")
+}
+
+.sm_csv_quote <- function(values) {
+  quote <- grepl("[\",\n]", values)
+  values[quote] <- paste0("\"", gsub("\"", "\"\"", values[quote], fixed = TRUE), "\"")
+  values
 }
 
 .sm_default_output_fn <- function(prediction, accept) {
@@ -265,82 +373,66 @@ sm_http_error <- function(message, status = 400L) {
 }
 
 .sm_is_text_type <- function(content_type) {
-  grepl("^text/|json|csv|xml|javascript|x-www-form-urlencoded|yaml", content_type)
+  startsWith(content_type, "text/") || content_type == "application/json" ||
+    grepl("json|csv|xml|javascript|x-www-form-urlencoded|yaml", content_type)
 }
 
-# --- request handling --------------------------------------------------------------------------------
+# --- the model's inputs ------------------------------------------------------------------------------------
 
-.sm_media_type <- function(value) {
-  if (is.null(value) || !length(value) || !nzchar(value)) return("")
-  tolower(trimws(sub(";.*$", "", value)))
+# The names of the model's inputs when its terms say (lm, glm and most formula models), else NULL.
+.sm_input_names <- function(model) {
+  tt <- tryCatch(stats::delete.response(stats::terms(model)), error = function(e) NULL)
+  if (!inherits(tt, "terms")) return(NULL)
+  names <- all.vars(tt)
+  if (length(names)) names else NULL
 }
 
-.sm_header <- function(header_text, name) {
-  m <- regexpr(paste0("(?im)^", name, ":[ \t]*[^\n]*"), header_text, perl = TRUE)
-  if (m < 0) return("")
-  trimws(sub("^[^:]*:", "", regmatches(header_text, m)))
-}
-
-.sm_text_response <- function(status, text) list(paste0(text, "\n"), "text/plain", character(), as.integer(status))
-
-.sm_log_request <- function(method, url, status, started) {
-  if ((status >= 400L || .sm_serve_state$access_log) && !isTRUE(.sm_serve_state$warming_up)) {
-    message(sprintf("[sm-r-magic] %s %s %d %.1f ms (pid %d)", method, url, status,
-                    1000 * (proc.time()[[3]] - started), Sys.getpid()))
+# One row of the model's own inputs (the first row of its model frame or of model$data), or NULL.
+.sm_example_row <- function(model, input_names) {
+  if (!length(input_names) || !is.list(model)) return(NULL)
+  for (frame in list(model[["model"]], model[["data"]])) {
+    if (is.data.frame(frame) && nrow(frame) && all(input_names %in% names(frame))) {
+      row <- frame[1L, input_names, drop = FALSE]
+      row[] <- lapply(row, function(col) if (is.factor(col)) as.character(col) else as.vector(col))
+      rownames(row) <- NULL
+      return(row)
+    }
   }
+  NULL
 }
+
+# The example request bodies the front serves at GET /prototype.
+.sm_example_payloads <- function(row) {
+  if (is.null(row)) return(NULL)
+  list("text/csv" = .sm_csv_text(row, header = TRUE),
+       "application/json" = as.character(jsonlite::toJSON(row, digits = NA, na = "null")))
+}
+
+# --- requests (in a worker) --------------------------------------------------------------------------
+
+# A response: list(body, content type, extra "Name: value" header lines, status).
+.sm_text_response <- function(status, text) list(paste0(text, "\n"), "text/plain", character(), as.integer(status))
 
 .sm_error_response <- function(e, default_status) {
   status <- if (inherits(e, "sm_http_error")) e$status else default_status
   .sm_text_response(status, conditionMessage(e))
 }
 
-# Take a worker slot (returns a lock to release, or NULL when concurrency is not limited).
-.sm_acquire_worker <- function() {
-  slots <- .sm_serve_state$slots
-  n <- length(slots)
-  if (!n) return(NULL)
-  order <- (Sys.getpid() + seq_len(n)) %% n + 1L
-  for (i in order) {
-    lock <- filelock::lock(slots[[i]], exclusive = TRUE, timeout = 0)
-    if (!is.null(lock)) return(lock)
-  }
-  repeat {
-    for (i in order) {
-      lock <- filelock::lock(slots[[i]], exclusive = TRUE, timeout = 25)
-      if (!is.null(lock)) return(lock)
-    }
-  }
-}
-
 .sm_invoke <- function(body, content_type, accept) {
   st <- .sm_serve_state
-  if (!nzchar(accept) || accept == "*/*") accept <- content_type
-  lock <- .sm_acquire_worker()
-  if (!is.null(lock)) on.exit(filelock::unlock(lock))
-  data <- tryCatch({
-    payload <- if (is.null(body)) "" else if (.sm_is_text_type(content_type)) rawToChar(body) else as.vector(body)
-    st$input_fn(payload, content_type)
-  }, error = function(e) structure(list(e), class = "sm_failed"))
-  if (inherits(data, "sm_failed")) return(.sm_error_response(data[[1]], 400L))
-  prediction <- tryCatch(st$predict_fn(data, st$model), error = function(e) structure(list(e), class = "sm_failed"))
-  if (inherits(prediction, "sm_failed")) return(.sm_error_response(prediction[[1]], 500L))
-  out <- tryCatch(st$output_fn(prediction, accept), error = function(e) structure(list(e), class = "sm_failed"))
-  if (inherits(out, "sm_failed")) return(.sm_error_response(out[[1]], 500L))
-  response_type <- accept
-  if (is.list(out) && !is.null(out$body)) {
-    if (!is.null(out$content_type)) response_type <- out$content_type
-    out <- out$body
-  }
-  if (!is.raw(out)) out <- paste(as.character(out), collapse = "\n")
-  list(out, if (nzchar(response_type)) response_type else "application/octet-stream", character(), 200L)
-}
-
-.sm_execution_parameters <- function() {
-  st <- .sm_serve_state
-  list(as.character(jsonlite::toJSON(list(MaxConcurrentTransforms = max(1L, length(st$slots)),
-                                          BatchStrategy = "MULTI_RECORD", MaxPayloadInMB = st$max_payload_mb),
-                                     auto_unbox = TRUE)), "application/json", character(), 200L)
+  stage <- 400L  # the status of an error in input_fn; then 500 in predict_fn, output_fn and after
+  tryCatch({
+    data <- st$input_fn(if (.sm_is_text_type(content_type)) rawToChar(body) else body, content_type)
+    stage <- 500L
+    out <- st$output_fn(st$predict_fn(data, st$model), accept)
+    response_type <- accept
+    if (is.list(out) && !is.null(out$body)) {
+      if (!is.null(out$content_type)) response_type <- out$content_type
+      out <- out$body
+    }
+    if (!is.raw(out)) out <- charToRaw(enc2utf8(paste(as.character(out), collapse = "\n")))
+    list(out, if (nzchar(response_type)) response_type else "application/octet-stream", character(), 200L)
+  }, error = function(e) .sm_error_response(e, stage))
 }
 
 # Rook input stream for plumber (httpuv's rook.input interface: read, read_lines, rewind).
@@ -364,16 +456,14 @@ sm_http_error <- function(message, status = 400L) {
   )
 }
 
-.sm_plumber_request <- function(method, url, query, body, header_text) {
+# The Rook request plumber's router$call() takes, from the front's head lines and the body.
+.sm_plumber_request <- function(fields, body) {
   req <- new.env()
-  req$REQUEST_METHOD <- method
-  req$PATH_INFO <- url
+  req$REQUEST_METHOD <- fields[[1]]
+  req$PATH_INFO <- fields[[2]]
   req$SCRIPT_NAME <- ""
-  req$QUERY_STRING <- if (length(query)) {
-    paste0("?", paste(utils::URLencode(names(query), reserved = TRUE), utils::URLencode(unname(query), reserved = TRUE),
-                      sep = "=", collapse = "&"))
-  } else ""
-  lines <- strsplit(header_text, "\n", fixed = TRUE)[[1]][-1L]
+  req$QUERY_STRING <- if (nzchar(fields[[3]])) paste0("?", fields[[3]]) else ""
+  lines <- fields[-(1:5)]
   colon <- regexpr(":", lines, fixed = TRUE)
   lines <- lines[colon > 0L]
   colon <- colon[colon > 0L]
@@ -384,12 +474,12 @@ sm_http_error <- function(message, status = 400L) {
   if (!is.null(req$HTTP_CONTENT_LENGTH)) req$CONTENT_LENGTH <- req$HTTP_CONTENT_LENGTH
   host <- if (is.null(req$HTTP_HOST)) "localhost" else req$HTTP_HOST
   req$SERVER_NAME <- sub(":.*$", "", host)
-  req$SERVER_PORT <- as.character(.sm_serve_state$port)
+  req$SERVER_PORT <- Sys.getenv("SAGEMAKER_BIND_TO_PORT", "8080")
   req$REMOTE_ADDR <- ""
   req$rook.version <- "1.1-0"
   req$rook.url_scheme <- "http"
   req$httpuv.version <- "sm-r-magic"
-  req$rook.input <- .sm_rook_input(if (is.null(body)) raw(0) else as.vector(body))
+  req$rook.input <- .sm_rook_input(body)
   req$rook.errors <- list(cat = function(...) cat(..., file = stderr()), flush = function() invisible())
   req
 }
@@ -405,7 +495,9 @@ sm_http_error <- function(message, status = 400L) {
     value <- paste(headers[[name]], collapse = ", ")
     lname <- tolower(name)
     if (lname == "content-type") content_type <- value
-    else if (lname != "content-length") extra <- c(extra, paste0(name, ": ", value))
+    else if (!lname %in% c("content-length", "transfer-encoding", "connection")) {
+      extra <- c(extra, paste0(name, ": ", value))
+    }
   }
   body <- res$body
   if (is.null(body)) body <- ""
@@ -413,148 +505,122 @@ sm_http_error <- function(message, status = 400L) {
   list(body, content_type, extra, as.integer(res$status))
 }
 
-.sm_http_request <- function(url, query, body, headers) {
-  st <- .sm_serve_state
-  started <- proc.time()[[3]]
-  header_text <- if (is.null(headers)) "" else rawToChar(headers)
-  newline <- regexpr("\n", header_text, fixed = TRUE)
-  method <- if (startsWith(header_text, "Request-Method: ") && newline > 0L) substr(header_text, 17L, newline - 1L) else "GET"
-  response <- tryCatch({
-    if (length(body) > st$max_payload_bytes) {
-      .sm_text_response(413L, sprintf("request body of %d bytes exceeds the %s MB limit (SM_R_MAGIC_MAX_PAYLOAD_MB)",
-                                      length(body), format(st$max_payload_mb)))
-    } else if (st$mode == "plumber") {
-      is_ping <- url == "/ping" && method %in% c("GET", "HEAD")
-      lock <- if (is_ping) NULL else .sm_acquire_worker()
-      res <- tryCatch(.sm_plumber_response(st$router$call(.sm_plumber_request(method, url, query, body, header_text))),
-                      finally = if (!is.null(lock)) filelock::unlock(lock))
-      if (is_ping && res[[4]] == 404L) list("", "text/plain", character(), 200L) else res
-    } else if (url == "/invocations") {
-      if (method != "POST") .sm_text_response(405L, "use POST /invocations")
-      else {
-        content_type <- .sm_media_type(attr(body, "content-type"))
-        if (!nzchar(content_type)) content_type <- .sm_media_type(.sm_header(header_text, "content-type"))
-        accept <- .sm_header(header_text, "accept")
-        if (grepl(",", accept, fixed = TRUE)) accept <- strsplit(accept, ",", fixed = TRUE)[[1]][[1]]
-        .sm_invoke(body, content_type, .sm_media_type(accept))
-      }
-    } else if (url == "/ping") {
-      if (method %in% c("GET", "HEAD")) list("", "text/plain", character(), 200L)
-      else .sm_text_response(405L, "use GET /ping")
-    } else if (url == "/execution-parameters" && method == "GET") {
-      .sm_execution_parameters()
-    } else {
-      .sm_text_response(404L, sprintf("no route for %s %s: use GET /ping or POST /invocations", method, url))
-    }
-  }, error = function(e) .sm_text_response(500L, paste("internal error:", conditionMessage(e))))
-  .sm_log_request(method, url, response[[4]], started)
-  response
+# One request from the front (head text, body raw) -> the response message for the front.
+.sm_respond <- function(head, body) {
+  fields <- strsplit(head, "\n", fixed = TRUE)[[1]]
+  if (length(fields) < 5L) fields <- c(fields, rep("", 5L - length(fields)))
+  if (.sm_serve_state$mode == "handler") return(.sm_encode_response(.sm_invoke(body, fields[[4]], fields[[5]])))
+  response <- tryCatch(.sm_plumber_response(.sm_serve_state$router$call(.sm_plumber_request(fields, body))),
+                       error = function(e) .sm_text_response(500L, paste("internal error:", conditionMessage(e))))
+  .sm_encode_response(response)
 }
 
-# --- process management ------------------------------------------------------------------------------
+.sm_encode_response <- function(response) {
+  body <- response[[1]]
+  if (!is.raw(body)) body <- charToRaw(enc2utf8(paste(body, collapse = "")))
+  head <- charToRaw(enc2utf8(paste(c(response[[2]], response[[3]]), collapse = "\n")))
+  sizes <- c(8L + length(head) + length(body), as.integer(response[[4]]), length(head))
+  c(writeBin(sizes, raw(), size = 4L, endian = "big"), head, body)
+}
 
-.sm_child_pids <- function(parent = Sys.getpid()) {
-  if (dir.exists("/proc/self")) {
-    pids <- list.files("/proc", pattern = "^[0-9]+$")
-    ppid <- vapply(pids, function(pid) {
-      stat <- tryCatch(suppressWarnings(readLines(file.path("/proc", pid, "stat"), warn = FALSE)), error = function(e) "")
-      if (!length(stat) || !nzchar(stat[[1]])) return(NA_integer_)
-      fields <- strsplit(sub("^.*\\) ", "", stat[[1]]), " ", fixed = TRUE)[[1]]
-      if (fields[[1]] == "Z") return(NA_integer_)   # already dead, only waiting to be reaped
-      as.integer(fields[[2]])
-    }, 0L)
-    return(as.integer(pids[!is.na(ppid) & ppid == parent]))
+# --- processes ---------------------------------------------------------------------------------------
+
+.sm_serve_dir <- function() Sys.getenv("SM_R_MAGIC_SERVE_DIR", tempdir())
+
+.sm_send_frame <- function(con, payload) {
+  writeBin(c(writeBin(length(payload), raw(), size = 4L, endian = "big"), payload), con)
+}
+
+# A connection to the front, introduced by a JSON hello (role, pid, the front's token, extra fields).
+.sm_connect_front <- function(role, ...) {
+  con <- socketConnection("127.0.0.1", as.integer(Sys.getenv("SM_R_MAGIC_FRONT_PORT")), blocking = TRUE,
+                          open = "r+b", timeout = 1e7, options = "no-delay")
+  hello <- list(role = role, pid = Sys.getpid(), token = Sys.getenv("SM_R_MAGIC_FRONT_TOKEN"), ...)
+  .sm_send_frame(con, charToRaw(enc2utf8(.sm_json(hello))))
+  con
+}
+
+# A worker: answers the front's requests one at a time until the front closes the connection.
+.sm_serve_requests <- function(con) {
+  repeat {
+    sizes <- readBin(con, "integer", n = 2L, size = 4L, endian = "big")
+    if (length(sizes) < 2L) return(invisible())
+    head <- if (sizes[[1]] > 0L) rawToChar(readBin(con, "raw", n = sizes[[1]])) else ""
+    body <- if (sizes[[2]] > 0L) readBin(con, "raw", n = sizes[[2]]) else raw(0)
+    if (length(body) < sizes[[2]]) return(invisible())
+    tempdir(check = TRUE)  # recreated if user code removed it
+    writeBin(.sm_respond(head, body), con)
   }
-  out <- suppressWarnings(system2("ps", c("-o", "pid=", "-o", "stat=", "--ppid", parent), stdout = TRUE, stderr = FALSE))
-  out <- trimws(out)
-  out <- out[nzchar(out) & !grepl("^[0-9]+\\s+Z", out)]
-  as.integer(sub("\\s.*$", "", out))
 }
 
-.sm_stop_children <- function(grace = 2) {
-  children <- .sm_child_pids()
-  if (!length(children)) return(invisible())
-  tools::pskill(children, tools::SIGTERM)
-  deadline <- proc.time()[[3]] + grace
-  while (length(children <- .sm_child_pids()) && proc.time()[[3]] < deadline) Sys.sleep(0.05)
-  if (length(children)) tools::pskill(children, tools::SIGKILL)
+# In a new fork: never run R's clean-up (quit() would delete the temp folder the parent and the other
+# workers use), serve, and end through parallel's exit (mcexit: no clean-up either).
+.sm_worker_main <- function(control) {
+  close(control)
+  assign(".Last", function() tools::pskill(Sys.getpid(), tools::SIGKILL), envir = globalenv())
+  con <- tryCatch(.sm_connect_front("worker"), error = function(e) NULL)
+  if (!is.null(con)) .sm_serve_requests(con)
   invisible()
 }
 
-# Forked connection processes start from the parent's memory: whatever the parent has not compiled or loaded,
-# every new connection would redo. With the JIT off, the program's functions are byte-compiled here (our own
-# request path gains nothing measurable from it: its time goes to read.csv, predict and write). Then requests
-# go through the whole path: that loads exactly the lazy-loaded functions they need (predict methods, model
-# frames, read.csv, jsonlite). Measured, the first request of a new connection takes ~8 ms after it, ~20 ms
-# without it, ~12 ms after preloading all of stats and utils instead (which cost ~0.5 s of start-up). In
-# handler mode those requests are one row of the model's own data (lm, glm and others keep it in $model)
-# through the *default* handlers: no user code runs before a real request. No gc() here: measured, it did not
-# make a new connection's first request faster (~0.1 s of start-up).
-.sm_warm_up <- function(program_functions) {
+# The parent: one new worker per byte the front sends; when the front is gone, end the workers and quit.
+.sm_fork_workers <- function(control) {
+  st <- .sm_serve_state
+  repeat {
+    command <- readBin(control, "raw", n = 1L)
+    if (!length(command)) break
+    job <- parallel::mcparallel(.sm_worker_main(control), detached = TRUE)
+    st$worker_pids <- c(st$worker_pids, job$pid)
+  }
+  if (length(st$worker_pids)) tools::pskill(st$worker_pids, tools::SIGTERM)
+  quit(save = "no", status = 0)
+}
+
+# --- warm-up -------------------------------------------------------------------------------------------
+
+.sm_compile_functions <- function(names) {
   env <- globalenv()
-  for (name in program_functions) {
+  for (name in names) {
     fn <- get0(name, envir = env, inherits = FALSE)
     if (is.function(fn) && !is.primitive(fn)) {
       compiled <- tryCatch(compiler::cmpfun(fn), error = function(e) NULL)
       if (!is.null(compiled)) assign(name, compiled, envir = env)
     }
   }
-  for (ns in c("jsonlite", "filelock")) if (requireNamespace(ns, quietly = TRUE)) loadNamespace(ns)
-  headers <- charToRaw("Request-Method: GET\nHost: localhost\nAccept: */*\n")
-  st <- .sm_serve_state
-  st$warming_up <- TRUE
-  on.exit(st$warming_up <- FALSE)
-  suppressWarnings(try(silent = TRUE, {
-    .sm_http_request("/ping", NULL, NULL, headers)
-    .sm_http_request("/sm-r-magic-warm-up", NULL, NULL, headers)
-    if (st$mode == "handler") .sm_warm_up_invocations(.sm_warm_up_rows(st$model))
-    .sm_default_output_fn(data.frame(a = 1), "text/csv")
-  }))
-  invisible()
 }
 
-.sm_warm_up_rows <- function(model) {
-  frame <- tryCatch(if (is.list(model) && is.data.frame(model[["model"]])) model[["model"]], error = function(e) NULL)
-  if (is.null(frame) || !nrow(frame)) return(data.frame(x = 1))
-  frame[1L, , drop = FALSE]
-}
-
-# POST rows as CSV and as JSON to /invocations, twice each, with the default handlers.
-.sm_warm_up_invocations <- function(rows) {
+# Workers start from the parent's memory: whatever the parent has not compiled or loaded, each worker would
+# redo in its first requests. So the parent compiles the program's functions (with the JIT off they would run
+# interpreted; our own request path gains nothing measurable from compiling, which costs ~0.25 s), then runs
+# requests through the whole path with the *default* handlers (no user code runs before a real request): one
+# row of the model's own inputs (or a stand-in) as CSV with and without a header and as JSON. That loads the
+# lazily loaded functions they need (predict methods, model frames, type.convert, jsonlite).
+.sm_warm_up <- function(program_functions) {
   st <- .sm_serve_state
+  .sm_compile_functions(program_functions)
+  loadNamespace("jsonlite")
+  if (st$mode != "handler") return(invisible())
   handlers <- mget(c("input_fn", "predict_fn", "output_fn"), envir = st)
   on.exit(list2env(handlers, envir = st))
   st$input_fn <- .sm_default_input_fn
   st$predict_fn <- .sm_default_predict_fn
   st$output_fn <- .sm_default_output_fn
-  for (type in c("text/csv", "application/json")) {
-    text <- if (type == "text/csv") .sm_csv_text(rows) else as.character(jsonlite::toJSON(rows, digits = NA))
-    body <- charToRaw(text)
-    attr(body, "content-type") <- type
-    headers <- charToRaw(sprintf("Request-Method: POST\nHost: localhost\nContent-Type: %s\nAccept: %s\n", type, type))
-    for (i in 1:2) try(.sm_http_request("/invocations", NULL, body, headers), silent = TRUE)
+  row <- .sm_example_row(st$model, st$input_names)
+  if (is.null(row)) row <- data.frame(x = 1)
+  bodies <- list("text/csv" = .sm_csv_text(row, header = TRUE), "text/csv" = .sm_csv_text(row),
+                 "application/json" = as.character(jsonlite::toJSON(row, digits = NA)))
+  for (i in seq_along(bodies)) {
+    type <- names(bodies)[[i]]
+    head <- sprintf("POST\n/invocations\n\n%s\n%s", type, type)
+    for (repeat_it in 1:2) suppressWarnings(try(.sm_respond(head, charToRaw(bodies[[i]])), silent = TRUE))
   }
+  invisible()
 }
 
 # --- main --------------------------------------------------------------------------------------------
 
-sm_serve <- function() {
-  st <- .sm_serve_state
-  root <- .sm_root()
-  model_dir <- file.path(root, "model")
-  settings <- tryCatch(list(
-    port = as.integer(.sm_env_number("SAGEMAKER_BIND_TO_PORT", 8080)),
-    host = Sys.getenv("SM_R_MAGIC_BIND_HOST", "0.0.0.0"),
-    workers = as.integer(.sm_env_number("SM_R_MAGIC_WORKERS", max(1L, parallel::detectCores(), na.rm = TRUE))),
-    max_payload_mb = .sm_env_number("SM_R_MAGIC_MAX_PAYLOAD_MB", 6)
-  ), error = function(e) e)
-  if (inherits(settings, "error")) .sm_serve_fail(paste("Error in the serving settings:", conditionMessage(settings)), 2L)
-  st$port <- settings$port
-  st$max_payload_mb <- settings$max_payload_mb
-  st$max_payload_bytes <- settings$max_payload_mb * 1024 * 1024
-  st$access_log <- identical(Sys.getenv("SM_R_MAGIC_ACCESS_LOG", ""), "1")
-  Sys.setenv(SM_MODEL_DIR = model_dir)
-
+# The model folder, the program and its packages; fails the container with a clear message.
+.sm_prepare_code <- function(model_dir) {
   prepared <- tryCatch(.sm_prepare_model_dir(model_dir), error = function(e) e)
   if (inherits(prepared, "error")) .sm_serve_fail(paste("Error preparing the model:", conditionMessage(prepared)), 2L)
   code <- .sm_find_program(model_dir)
@@ -562,68 +628,67 @@ sm_serve <- function() {
   # Per-job R packages (--packages, renv.lock/DESCRIPTION beside the code), as for jobs.
   installed <- tryCatch({ .sm_install_job_packages(code$dir); TRUE }, error = function(e) e)
   if (inherits(installed, "error")) .sm_serve_fail(paste("Error installing R packages:", conditionMessage(installed)), 2L)
+  code
+}
+
+.sm_load_model <- function(model_dir) {
+  st <- .sm_serve_state
+  loaded <- .sm_capture(get("model_fn", envir = globalenv()), model_dir, .label = "model_fn(model_dir)")
+  if (!is.null(loaded$error)) .sm_serve_fail(.sm_captured_error_lines("in model_fn", loaded))
+  st$model <- loaded$value
+  st$input_names <- .sm_input_names(st$model)
+  st$example <- .sm_example_payloads(.sm_example_row(st$model, st$input_names))
+}
+
+# The handlers: the program's (byte-compiled by now) or the defaults.
+.sm_take_handlers <- function() {
+  st <- .sm_serve_state
+  user_fn <- function(name, default) {
+    if (exists(name, envir = globalenv(), mode = "function", inherits = FALSE)) get(name, envir = globalenv()) else default
+  }
+  st$input_fn <- user_fn("input_fn", .sm_default_input_fn)
+  st$predict_fn <- user_fn("predict_fn", .sm_default_predict_fn)
+  st$output_fn <- user_fn("output_fn", .sm_default_output_fn)
+}
+
+# SM_R_MAGIC_PLUMBER_NATIVE=1: plumber/httpuv serves the router itself, in this process (no front).
+.sm_run_plumber_natively <- function(router) {
+  host <- Sys.getenv("SM_R_MAGIC_BIND_HOST", "0.0.0.0")
+  port <- as.integer(Sys.getenv("SAGEMAKER_BIND_TO_PORT", "8080"))
+  .sm_log("serving the plumber router with plumber/httpuv on ", host, ":", port, " (1 process)")
+  run <- .sm_serve_state$plumber_run
+  environment(run) <- router$.__enclos_env__
+  run(host = host, port = port)
+  quit(save = "no", status = 0)
+}
+
+sm_serve <- function() {
+  st <- .sm_serve_state
+  native <- identical(Sys.getenv("SM_R_MAGIC_PLUMBER_NATIVE", ""), "1")
+  if (!native && !nzchar(Sys.getenv("SM_R_MAGIC_FRONT_PORT"))) {
+    .sm_serve_fail("serve.R runs behind the HTTP front: start serve mode with entrypoint.sh serve", 2L)
+  }
+  model_dir <- file.path(.sm_root(), "model")
+  Sys.setenv(SM_MODEL_DIR = model_dir)
+  code <- .sm_prepare_code(model_dir)
   .sm_log("loading model: ", file.path(code$dir, code$program), ", model dir ", model_dir)
   ours <- ls(globalenv(), all.names = TRUE)
   program <- .sm_load_program(code)
-  program$functions <- setdiff(ls(globalenv(), all.names = TRUE), ours)
   st$mode <- program$mode
   if (program$mode == "handler") {
-    user_fn <- function(name, default) {
-      if (exists(name, envir = globalenv(), mode = "function", inherits = FALSE)) get(name, envir = globalenv()) else default
-    }
-    st$input_fn <- user_fn("input_fn", .sm_default_input_fn)
-    st$predict_fn <- user_fn("predict_fn", .sm_default_predict_fn)
-    st$output_fn <- user_fn("output_fn", .sm_default_output_fn)
-    loaded <- .sm_capture(get("model_fn", envir = globalenv()), model_dir, .label = "model_fn(model_dir)")
-    if (!is.null(loaded$error)) .sm_serve_fail(.sm_captured_error_lines("in model_fn", loaded))
-    st$model <- loaded$value
+    if (native) .sm_serve_fail("SM_R_MAGIC_PLUMBER_NATIVE=1 serves plumber programs only: unset it", 2L)
+    .sm_take_handlers()
+    .sm_load_model(model_dir)
   } else {
     st$router <- program$router
-    if (identical(Sys.getenv("SM_R_MAGIC_PLUMBER_NATIVE", ""), "1")) {
-      .sm_log("serving the plumber router with plumber/httpuv on ", settings$host, ":", settings$port, " (1 worker)")
-      run <- st$plumber_run
-      environment(run) <- program$router$.__enclos_env__
-      run(host = settings$host, port = settings$port)
-      quit(save = "no", status = 0)
-    }
+    if (native) .sm_run_plumber_natively(program$router)
   }
-
-  if (!requireNamespace("Rserve", quietly = TRUE)) .sm_serve_fail("the Rserve R package is not installed (r-cran-rserve)", 2L)
-  workers <- settings$workers
-  if (workers > 0L && !requireNamespace("filelock", quietly = TRUE)) {
-    .sm_log("filelock is not installed: the number of concurrent invocations is not limited")
-    workers <- 0L
-  }
-  st$slots <- character()
-  if (workers > 0L) {
-    slot_dir <- file.path(tempdir(), "sm-workers")
-    dir.create(slot_dir, showWarnings = FALSE)
-    st$slots <- file.path(normalizePath(slot_dir), sprintf("slot-%d", seq_len(workers)))
-    file.create(st$slots)
-  }
-  .sm_warm_up(program$functions)
-  if (program$mode == "handler") {   # the compiled versions of the program's functions
-    st$input_fn <- user_fn("input_fn", .sm_default_input_fn)
-    st$predict_fn <- user_fn("predict_fn", .sm_default_predict_fn)
-    st$output_fn <- user_fn("output_fn", .sm_default_output_fn)
-  }
-  assign(".http.request", .sm_http_request, envir = globalenv())
-  local_only <- settings$host %in% c("127.0.0.1", "localhost", "::1")
-  config_file <- file.path(tempdir(), "Rserve.conf")
-  file.create(config_file)   # never read the machine's /etc/Rserve.conf
-  .sm_log(sprintf("serving %s on %s:%d with %s workers", if (program$mode == "plumber") "the plumber router" else
-    code$program, settings$host, settings$port, if (workers > 0L) workers else "unlimited"))
-  started <- tryCatch(
-    Rserve::run.Rserve(http.port = settings$port, qap = FALSE, remote = if (local_only) "disable" else "enable",
-                       keep.alive = "enable", http.raw.body = "enable", config.file = config_file),
-    error = function(e) e)
-  if (inherits(started, "error")) {
-    .sm_stop_children()
-    .sm_serve_fail(sprintf("Error: could not serve on %s:%d: %s", settings$host, settings$port, conditionMessage(started)))
-  }
-  .sm_log("shutting down")
-  .sm_stop_children()
-  # Never return to the caller: entrypoint.R is being read by R's REPL and forked children share its file
+  .sm_warm_up(setdiff(ls(globalenv(), all.names = TRUE), ours))
+  if (program$mode == "handler") .sm_take_handlers()  # the compiled versions of the program's functions
+  control <- tryCatch(.sm_connect_front("parent", mode = st$mode, program = code$program, example = st$example),
+                      error = function(e) .sm_serve_fail(paste("Error: cannot reach the HTTP front:",
+                                                               conditionMessage(e))))
+  # Never return to the caller: entrypoint.R is being read by R's REPL and forked workers share its file
   # offset, so reading on could run stray lines of it.
-  quit(save = "no", status = 0)
+  .sm_fork_workers(control)
 }

@@ -12,8 +12,6 @@ from .html import esc, fmt_duration, kv_table, log_html
 
 CONTENT_TYPES = ("text/csv", "application/json")
 ACCEPT_TYPES = ("application/json", "text/csv", "*/*")
-EXAMPLE_PAYLOADS = {"text/csv": "mpg,cyl,disp,hp,drat,wt,qsec\n21,6,160,110,3.9,2.62,16.46",
-                    "application/json": '{"wt": [2.62, 3.2], "hp": [110, 150]}'}
 MAX_LOG_LINES = 20000
 SETTLED = ("InService", "Failed", "Deleted")
 
@@ -26,8 +24,9 @@ class EndpointView(HandleView):
     def _body(self):
         self._deleting = False
         self.last_response = None
+        self._examples = {}  # content type -> the prefill shown (asked once the endpoint is InService)
         self.details = widgets.HTML()
-        self.payload = widgets.Textarea(value=EXAMPLE_PAYLOADS["text/csv"], placeholder="request body",
+        self.payload = widgets.Textarea(value="", placeholder="request body",
                                         layout=widgets.Layout(width="100%", max_width="48em", height="6em"))
         self.content_type = widgets.Dropdown(options=CONTENT_TYPES, value="text/csv", description="Content type",
                                              style={"description_width": "7em"}, layout=widgets.Layout(width="18em"))
@@ -100,6 +99,8 @@ class EndpointView(HandleView):
             details += (f'<div class="smr-box"><div class="smr-section">Failure</div>'
                         f'<pre class="smr-pre">{esc(reason)}</pre></div>')
         self.details.value = details
+        if status == "InService" and not self.payload.value.strip():
+            self.payload.value = self._example(self.content_type.value)
         self.send_button.disabled = status != "InService"
         self.try_it.layout.display = "flex" if status in ("InService", "Creating", "Updating") else "none"
         self.delete_button.disabled = status in ("Deleted", "Deleting")
@@ -122,8 +123,17 @@ class EndpointView(HandleView):
     # -- try it ------------------------------------------------------------------------------------------
     @locked
     def _content_type_changed(self, change):
-        if self.payload.value.strip() in EXAMPLE_PAYLOADS.values() or not self.payload.value.strip():
-            self.payload.value = EXAMPLE_PAYLOADS.get(change["new"], "")
+        if self.payload.value in self._examples.values() or not self.payload.value.strip():
+            self.payload.value = self._example(change["new"]) if self.status == "InService" else ""
+
+    def _example(self, content_type):
+        """The "Try it" prefill: a row of the model's own inputs (Predictor.example_payload), else nothing."""
+        if content_type not in self._examples:
+            try:
+                self._examples[content_type] = self.handle.example_payload(content_type) or ""
+            except Exception:
+                self._examples[content_type] = ""
+        return self._examples[content_type]
 
     def send_payload(self, _button=None):
         """POST the payload; the response (or the error) is shown below. The UI lock is not held while the
