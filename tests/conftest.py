@@ -44,7 +44,9 @@ def no_warm_process_left_behind():
     session's may be alive (a warm runner that took a job must have finished it: tests end their jobs)."""
     yield
     from sm_r_magic import rparser, warm_processes
+    from sm_r_magic.backends.warm_pool import POOL
 
+    POOL.clear()
     rparser.stop()
     warm_processes.shutdown()
     deadline = time.monotonic() + 30
