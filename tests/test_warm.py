@@ -3,9 +3,9 @@ pre-started single-use runners whose R is already up. Whatever runs warm must be
 parse messages, the same environment, logs, exit codes, failure files and stop behaviour; and warm processes are
 ended by whoever owns them, also when that owner is killed (conftest.py checks that none is left at the end)."""
 
+import contextlib
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -362,67 +362,79 @@ def test_a_pool_folder_removed_under_an_idle_runner_costs_the_job_nothing(warm, 
 
 # -- ownership: a killed kernel leaves nothing warm behind, and its jobs keep running -------------------------
 
-KERNEL = """
-import json, os, sys, time
-os.makedirs(sys.argv[1], exist_ok=True)
-os.environ["SM_R_MAGIC_LOCAL_ROOT"] = sys.argv[1]
-from IPython.testing.globalipapp import start_ipython
-ip = start_ipython()
-ip.run_line_magic("load_ext", "sm_r_magic")
+KERNEL_SETUP = """
+%load_ext sm_r_magic
+import json, time
 from sm_r_magic import api, rtools, warm_processes
 from sm_r_magic.backends.warm_pool import POOL
 rtools.check_syntax("x <- 1", rtools.find_rscript())
-while not (POOL.ready("training") and POOL.ready("processing")):
+deadline = time.monotonic() + 60
+while not (POOL.ready("training") and POOL.ready("processing")) and time.monotonic() < deadline:
     time.sleep(0.02)
-job = api.train("Sys.sleep(120)", wait=False, progress="none") if len(sys.argv) > 2 else None
-while job is not None and not (POOL.ready("training") and job.secondary_status == "Training"):
+"""
+
+KERNEL_JOB = """
+job = api.train("Sys.sleep(120)", wait=False, progress="none")
+while not (POOL.ready("training") and job.secondary_status == "Training") and time.monotonic() < deadline:
     time.sleep(0.02)
-print(json.dumps({"warm": [p.pid for p in warm_processes.owned()], "job": job and job.local_folder}), flush=True)
-time.sleep(600)
 """
 
 
-def start_kernel(root, with_job=False):
-    proc = subprocess.Popen([sys.executable, "-c", KERNEL, str(root)] + (["job"] if with_job else []),
-                            stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=REPO))
+@contextlib.contextmanager
+def jupyter_kernel(root, with_job=False):
+    """A real IPython kernel (jupyter_client, this venv's python3 kernel) that loaded the extension and has its
+    warm processes up -> (kernel pid, warm pids with the runners' R, the job folder or None). Killed by the test;
+    shut down here in any case."""
+    from jupyter_client import KernelManager
+
+    os.makedirs(root, exist_ok=True)  # a local root exists: %load_ext prestarts the runners
+    km = KernelManager(kernel_name="python3")
+    km.start_kernel(env=dict(os.environ, PYTHONPATH=REPO, SM_R_MAGIC_LOCAL_ROOT=str(root)), cwd=str(root))
+    kc = km.client()
+    kc.start_channels()
     try:
-        line = proc.stdout.readline()
-        report = json.loads(line)
-    except Exception:
-        proc.kill()
-        proc.wait()
-        raise
-    warm = report["warm"] + [c for pid in report["warm"] for c in children(pid)]  # the runners' R too
-    return proc, warm, report["job"]
+        kc.wait_for_ready(timeout=60)
+        out = []
+        code = KERNEL_SETUP + (KERNEL_JOB if with_job else "") + (
+            'print(json.dumps({"warm": [p.pid for p in warm_processes.owned()], '
+            '"job": job.local_folder if "job" in dir() else None}))')
+        reply = kc.execute_interactive(code, timeout=120, output_hook=lambda msg: out.append(
+            msg["content"].get("text", "")) if msg["msg_type"] == "stream" else None)
+        assert reply["content"]["status"] == "ok", reply["content"]
+        report = json.loads("".join(out).strip().splitlines()[-1])
+        warm = report["warm"] + [c for pid in report["warm"] for c in children(pid)]  # the runners' R too
+        yield km.provisioner.process.pid, warm, report["job"]
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
 
 
 def test_a_sigkilled_kernel_leaves_no_warm_process(tmp_path, r_available):
-    kernel, warm, _ = start_kernel(tmp_path / "root")
-    assert len(warm) == 5  # the parser, two runners, their two R
-    assert all(pid_alive(pid) for pid in warm)
-    kernel.kill()
-    kernel.wait()
-    wait_for(lambda: not any(pid_alive(pid) for pid in warm), what="every warm process gone")
+    with jupyter_kernel(tmp_path / "root") as (kernel, warm, _):
+        assert len(warm) == 5  # the parser, two runners, their two R
+        assert all(pid_alive(pid) for pid in warm)
+        os.kill(kernel, signal.SIGKILL)
+        wait_for(lambda: not any(pid_alive(pid) for pid in warm), what="every warm process gone")
     assert not os.listdir(tmp_path / "root" / "warm")  # they removed their files
 
 
 def test_a_job_handed_to_a_warm_runner_survives_the_kernel(settings, tmp_path, r_available):
-    kernel, warm, folder = start_kernel(tmp_path / "root", with_job=True)
-    with open(os.path.join(folder, "state.json")) as fh:
-        state = json.load(fh)
-    runner, r_pid = state["runner_pid"], state["child_pid"]
-    try:
-        kernel.kill()
-        kernel.wait()
-        wait_for(lambda: not any(pid_alive(pid) for pid in warm), what="the idle warm processes gone")
-        assert pid_alive(runner) and pid_alive(r_pid)  # the idle ones died of the kernel's end; it did not
-        settings.local_root = str(tmp_path / "root")
-        job = api.attach(os.path.basename(folder), backend="local")
-        assert job.status == "InProgress"
-        job.stop()
-        job.wait(progress="none", timeout=30)
-        assert job.status == "Stopped"
-    finally:
-        for pid in (runner, r_pid):
-            if pid_alive(pid):
-                os.kill(pid, signal.SIGKILL)
+    with jupyter_kernel(tmp_path / "root", with_job=True) as (kernel, warm, folder):
+        with open(os.path.join(folder, "state.json")) as fh:
+            state = json.load(fh)
+        runner, r_pid = state["runner_pid"], state["child_pid"]
+        assert runner not in warm and r_pid not in warm  # handed the job: no longer the kernel's to end
+        try:
+            os.kill(kernel, signal.SIGKILL)
+            wait_for(lambda: not any(pid_alive(pid) for pid in warm), what="the idle warm processes gone")
+            assert pid_alive(runner) and pid_alive(r_pid)  # the idle ones died of the kernel's end; it did not
+            settings.local_root = str(tmp_path / "root")
+            job = api.attach(os.path.basename(folder), backend="local")
+            assert job.status == "InProgress"
+            job.stop()
+            job.wait(progress="none", timeout=30)
+            assert job.status == "Stopped"
+        finally:
+            for pid in (runner, r_pid):
+                if pid_alive(pid):
+                    os.kill(pid, signal.SIGKILL)
