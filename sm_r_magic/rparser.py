@@ -1,8 +1,8 @@
 """R's parser kept warm: one long-lived R per Python process answers "does this code parse?" in about a
 millisecond, instead of a cold Rscript's 150-300 ms per cell.
 
-It starts with R_DEFAULT_PACKAGES=NULL (base only; parse() needs nothing else) in the background, on the warm
-processes' thread (warm_processes.py), when the extension loads or at the first check. It only ever parses,
+It starts with R_DEFAULT_PACKAGES=NULL (base only; parse() needs nothing else) when the extension loads (on the
+warm processes' thread, warm_processes.py) or at the first check; the first check waits for R to be up. It only ever parses,
 never evaluates, so reusing it is safe. Requests and answers are framed on its stdin and stdout:
 
     request:  10 ASCII digits (the byte length) + the code as UTF-8
@@ -43,32 +43,27 @@ class Unavailable(Exception):
 
 class WarmParser:
     def __init__(self, rscript):
-        self.rscript = rscript
-        self._lock = threading.Lock()
-        self._future = warm_processes.in_background(self._start)
-        self.broken = False
-
-    def _start(self):
+        """Starts R (a few ms: R starts up while this returns; the first check waits for it)."""
         import subprocess
 
+        self.rscript = rscript
+        self._lock = threading.Lock()
+        self.broken = False
+        self.proc = None
         env = dict(os.environ, R_DEFAULT_PACKAGES="NULL")
-        return warm_processes.start([self.rscript, "--no-init-file", "-e", PARSER_R], "parser", env,
-                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                    start_new_session=True)  # a kernel interrupt (SIGINT) must not reach it
-
-    def process(self, timeout=ANSWER_TIMEOUT):
         try:
-            return self._future.result(timeout)
-        except Exception as exc:
+            self.proc = warm_processes.start([rscript, "--no-init-file", "-e", PARSER_R], "parser", env,
+                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                             start_new_session=True)  # a kernel interrupt (SIGINT) must not reach it
+        except OSError:
             self.broken = True
-            raise Unavailable(f"the warm R parser did not start: {exc}") from None
 
     def check(self, data):
         """R's parse error message for `data` (UTF-8 bytes), "" when it parses."""
         with self._lock:
             if self.broken:
                 raise Unavailable("the warm R parser has ended")
-            proc = self.process()
+            proc = self.proc
             try:
                 proc.stdin.write(b"%010d" % len(data) + data)
                 proc.stdin.flush()
@@ -97,8 +92,8 @@ class WarmParser:
     def close(self):
         with self._lock:
             self.broken = True
-            if self._future.done() and not self._future.exception():
-                warm_processes.end(self._future.result())
+            if self.proc is not None:
+                warm_processes.end(self.proc)
 
 
 _parser = None

@@ -2,9 +2,11 @@
 pre-started local job runners (backends/warm_pool.py). They are started in the background, by one long-lived
 thread, and ended by PID when this process exits (atexit) or when their owner asks.
 
-One thread starts them all because Linux sends the parent-death signal (PR_SET_PDEATHSIG, which an idle warm
+One thread starts the runners because Linux sends the parent-death signal (PR_SET_PDEATHSIG, which an idle warm
 runner arms) when the *thread* that forked the child ends, not the process: a short-lived thread would take its
-runners with it. When this process is killed outright (SIGKILL), nothing here runs: each warm process then sees
+runners with it. The parser needs no such signal and starts in the thread that first asks for it (no thread is
+made for it: a process's children that do arm the signal get it once per thread of the process as the threads
+die one by one). When this process is killed outright (SIGKILL), nothing here runs: each warm process then sees
 its stdin pipe from us reach end-of-file and ends itself (and an idle runner also gets the parent-death signal).
 
 Every warm process carries SM_R_MAGIC_WARM (its role: parser, training or processing) and
@@ -19,6 +21,8 @@ import time
 
 ROLE_VARIABLE = "SM_R_MAGIC_WARM"
 OWNER_VARIABLE = "SM_R_MAGIC_WARM_OWNER"
+READY_VARIABLE = "SM_R_MAGIC_WARM_READY"  # a warm runner's R: the file it creates once it waits
+MARKS = frozenset({ROLE_VARIABLE, OWNER_VARIABLE, READY_VARIABLE})  # never passed on to a job
 
 _lock = threading.Lock()
 _executor = None
@@ -44,23 +48,31 @@ def marked_environment(env, role):
 
 def in_background(func, *args, **kwargs):
     """Run func on the warm processes' own thread (it lives as long as this process) -> a Future."""
-    global _executor, _at_exit_registered
+    global _executor
     with _lock:
         if _executor is None:
             from concurrent.futures import ThreadPoolExecutor
 
             _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sm-r-magic-warm")
-        if not _at_exit_registered:
-            atexit.register(shutdown)
-            _at_exit_registered = True
         return _executor.submit(func, *args, **kwargs)
 
 
+def _end_at_exit():
+    global _at_exit_registered
+    with _lock:
+        if not _at_exit_registered:
+            atexit.register(shutdown)
+            _at_exit_registered = True
+
+
 def start(argv, role, env, block_sigterm=False, **popen_kwargs):
-    """Popen(argv) as a warm process of this role (call it on the warm thread: see in_background). With
-    block_sigterm the child starts with SIGTERM blocked (the mask survives exec) and unblocks it once its handler
-    is installed, so that a SIGTERM sent at any moment is handled, never lost or fatal."""
+    """Popen(argv) as a warm process of this role. One that arms the parent-death signal must be started on the
+    warm thread (in_background). With block_sigterm the child starts with SIGTERM blocked (the mask survives exec)
+    and unblocks it once its handler is installed, so that a SIGTERM sent at any moment is handled, never lost or
+    fatal."""
     import subprocess
+
+    _end_at_exit()
 
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM}) if block_sigterm else None
     try:

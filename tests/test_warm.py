@@ -340,6 +340,17 @@ def test_warm_processes_off_starts_none(settings, local_root, r_available, monke
     assert not os.path.exists(local_root / "warm")
 
 
+def test_a_kernel_that_inherited_warm_marks_does_not_pass_them_to_jobs(settings, local_root, r_available, monkeypatch):
+    """A kernel started from inside a warm process (its marks in the environment) runs jobs normally: a cold R
+    given SM_R_MAGIC_WARM would wait for a hand-off that never comes."""
+    monkeypatch.setenv("SM_R_MAGIC_WARM", "training")
+    monkeypatch.setenv("SM_R_MAGIC_WARM_OWNER", "1")
+    settings.warm_processes = False
+    job = api.train('cat("ran\\n")', wait=True, progress="none")
+    assert job.status == "Completed", job.failure_reason
+    assert "ran" in job.logs()
+
+
 def test_an_idle_runner_whose_r_died_is_replaced_and_the_job_runs_cold(warm):
     runner, r_pid = ready_runner("training")
     os.kill(r_pid, signal.SIGKILL)

@@ -12,6 +12,7 @@ import sys
 import time
 
 from ..contract import NAME_KEY, STATUS_KEY
+from .. import warm_processes
 from ..errors import SmRMagicError
 from ..paths import CONTAINER_DIR
 from . import jobfolder as jf
@@ -19,8 +20,9 @@ from .processes import pid_alive, read_new_lines
 
 
 def runner_environment():
-    """The environment of a job runner: this process's, with this package importable."""
-    env = dict(os.environ)
+    """The environment of a job runner: this process's, with this package importable (and without the marks of a
+    warm process, should this process have inherited them: with SM_R_MAGIC_WARM set, R waits for a job)."""
+    env = {k: v for k, v in os.environ.items() if k not in warm_processes.MARKS}
     package_parent = os.path.dirname(os.path.dirname(CONTAINER_DIR))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
     return env

@@ -27,6 +27,7 @@ import select
 import signal
 import sys
 
+from .. import warm_processes
 from ..paths import CONTAINER_DIR
 from . import jobfolder as jf
 from .local_runner import _LIBC, PR_SET_PDEATHSIG, Runner, _end_with
@@ -41,12 +42,10 @@ STARTUP_PREFIXES = ("R_", "_R_", "LC_", "LD_", "OMP_", "GOMP_", "KMP_", "OPENBLA
                     "VECLIB_", "MALLOC_", "GLIBC_", "JAVA_", "PYTHON")
 STARTUP_NAMES = frozenset({"LANG", "LANGUAGE", "PATH", "HOME", "TMPDIR", "TMP", "TEMP", "TZ", "EDITOR", "VISUAL",
                            "PAGER", "MAKE", "SED", "TAR", "LN_S", "TEXI2DVI"})
-# The warm processes' own marks (warm_processes.py): removed when the job starts.
-OWN_MARKS = frozenset({"SM_R_MAGIC_WARM", "SM_R_MAGIC_WARM_OWNER", "SM_R_MAGIC_WARM_READY"})
 
 
 def startup_only(name):
-    return name not in OWN_MARKS and (name in STARTUP_NAMES or name.startswith(STARTUP_PREFIXES))
+    return name not in warm_processes.MARKS and (name in STARTUP_NAMES or name.startswith(STARTUP_PREFIXES))
 
 
 def environment_changes(start_env, wanted_env):
@@ -121,7 +120,7 @@ class IdleRunner:
         self.ready_file = os.path.join(pool_dir, f"{token}.ready")
         self.job_runner = None
         self.r = None
-        self.r_start_env = dict(os.environ, SM_R_MAGIC_WARM_READY=self.ready_file)  # R's, when it starts
+        self.r_start_env = dict(os.environ, **{warm_processes.READY_VARIABLE: self.ready_file})  # R's, at its start
 
     def _on_sigterm(self, signum, frame):
         self.terminated = True
