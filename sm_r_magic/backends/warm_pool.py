@@ -1,18 +1,18 @@
 """The kernel's pool of pre-started local job runners (warm_runner.py): one ready per job kind, so that a local
-job starts without R's start-up. Each runs one job and exits; the pool is refilled in the background after each
-hand-off, on the warm processes' thread (warm_processes.py). One pool per Python process, whatever the settings:
-a runner made for another local root or Rscript, or before this process's environment changed where R cannot
-follow, is ended and replaced when the next job comes.
+job starts without R's start-up. Each runs one job and exits; the pool is refilled in the background, on the warm
+processes' thread (warm_processes.py), once the job handed over has ended or a second has passed. One pool per
+Python process, whatever the settings: a runner made for another local root or Rscript, or before this process's
+environment changed where R cannot follow, is ended and replaced when the next job comes.
 
-A job is handed to the ready runner only when a cold start would run the same thing the same way: the
-container's own entrypoint with no other arguments (no ContainerArguments), this Rscript, and no variable that
-only takes effect at R's start-up differing between the runner's environment and the job's (a request whose
-Environment names R_*, LANG, PATH, ... runs cold; the runner then waits for the next job). Otherwise FolderJobs
-starts a cold runner.
+A job runs warm only when a cold start would run the same thing the same way: the container's own entrypoint
+with no other arguments (no ContainerArguments), this Rscript, and no variable that only takes effect at R's
+start-up differing between the runner's environment and the job's (a request whose Environment names R_*, LANG,
+PATH, ... runs cold; the ready runner then waits for the next job). Otherwise FolderJobs starts a cold runner.
 """
 
 import json
 import os
+import select
 import subprocess
 import sys
 import threading
@@ -25,6 +25,7 @@ from .warm_runner import MODES, environment_changes
 
 POOL_SUBDIR = "warm"  # under the local root: the same filesystem as the job folders (logs are renamed in)
 START_TIMEOUT = 30.0  # seconds to wait for a runner whose start is still queued
+REFILL_AFTER = 1.0    # seconds after a hand-off at most before the pool starts the next runner of that kind
 
 
 def _encodable(env):
@@ -33,6 +34,23 @@ def _encodable(env):
         return True
     except UnicodeEncodeError:
         return False
+
+
+def _runner_fits(warm, key, folder, runner_env):
+    """It was made for this root and Rscript, and this process's environment has not changed since where R cannot
+    follow (a variable only R's start-up reads)."""
+    return warm.key == key and environment_changes(warm.start_env, dict(runner_env, PWD=folder.path)) is not None
+
+
+def _request_fits(kind, key, folder, launch, runner_env):
+    """A cold start would run the container's plain entrypoint with this Rscript, and the request's Environment
+    changes no variable that only R's start-up reads (nor holds what is not valid UTF-8)."""
+    argv, env = launch.get("argv") or [], launch.get("env") or {}
+    if argv != ["/bin/sh", ENTRYPOINT, MODES[kind]] or env.get("SM_R_MAGIC_RSCRIPT") != key[1]:
+        return False
+    if not _encodable(runner_env):
+        return False
+    return environment_changes(runner_env, dict(runner_env, **env)) is not None
 
 
 class WarmRunner:
@@ -113,49 +131,56 @@ class RunnerPool:
     def _key(root, rscript):
         return (os.path.abspath(root), rscript, sys.executable, ENTRYPOINT)
 
-    def fill(self, kind, root, rscript):
+    def fill(self, kind, root, rscript, replace=True):
         """Have a runner of this kind for jobs under `root` run with `rscript` (started in the background;
-        returns at once)."""
+        returns at once). replace=False: only if there is none of this kind (for another root or Rscript)."""
         key = self._key(root, rscript)
         if not _encodable(os.environ):  # a variable that is not valid UTF-8: every job would start cold
             return
         with self._lock:
             current = self._ready.get(kind)
-            if current is not None and current.key == key:
+            if current is not None and (current.key == key or not replace):
                 return
             self._ready[kind] = WarmRunner(kind, key)
         if current is not None:
             current.end()
 
     def take(self, kind, folder, launch, runner_env, rscript, root):
-        """The ready runner, handed this job (a Popen, no longer the pool's), or None: start it cold."""
+        """A warm runner handed this job (a Popen, no longer the pool's), or None: start it cold. The ready one
+        when it fits; when none is ready (or it was made for another root, Rscript or environment) a new one
+        started now, which is no slower than a cold start (its R starts while the inputs are staged)."""
         key = self._key(root, rscript)
-        with self._lock:
-            warm = self._ready.get(kind)
-            verdict = self._verdict(warm, key, kind, folder, launch, runner_env)
-            if verdict != "keep":
-                self._ready.pop(kind, None)
-        if verdict == "keep":  # only this job's own settings need a cold start: the runner waits for the next
+        if not _request_fits(kind, key, folder, launch, runner_env):
+            self.fill(kind, root, rscript, replace=False)  # for the next job
             return None
-        if verdict == "replace" and warm is not None:
-            warm.end()
-        self.fill(kind, root, rscript)  # in the background
-        return warm.hand_off(folder, runner_env) if verdict == "use" else None
+        with self._lock:
+            warm = self._ready.pop(kind, None)
+        if warm is None or not _runner_fits(warm, key, folder, runner_env):
+            stale, warm = warm, WarmRunner(kind, key)
+            if stale is not None:
+                stale.end()  # queued after the new one's start
+        proc = warm.hand_off(folder, runner_env)
+        if proc is None:
+            self.fill(kind, root, rscript)
+        else:
+            self._fill_after(proc, kind, root, rscript)
+        return proc
 
-    @staticmethod
-    def _verdict(warm, key, kind, folder, launch, runner_env):
-        """use: hand it this job; keep: start this job cold, the runner fits the next; replace: it fits no job
-        (none ready, another root or Rscript, or this process's environment changed where R cannot follow)."""
-        if warm is None or warm.key != key:
-            return "replace"
-        if not _encodable(runner_env) or environment_changes(warm.start_env, dict(runner_env, PWD=folder.path)) is None:
-            return "replace"
-        argv, env = launch.get("argv") or [], launch.get("env") or {}
-        if argv != ["/bin/sh", ENTRYPOINT, MODES[kind]] or env.get("SM_R_MAGIC_RSCRIPT") != key[1]:
-            return "keep"
-        if environment_changes(warm.start_env, dict(runner_env, **env, PWD=folder.path)) is None:
-            return "keep"
-        return "use"
+    def _fill_after(self, proc, kind, root, rscript):
+        """Refill once the job just handed over has ended, or after REFILL_AFTER seconds: a runner starting R
+        takes a CPU for ~0.3 s, which a short job should not have to share."""
+        def wait_then_fill():
+            try:
+                pidfd = os.pidfd_open(proc.pid)
+            except (AttributeError, OSError):  # Linux < 5.3, or it has ended already
+                pidfd = None
+            if pidfd is not None:
+                select.select([pidfd], [], [], REFILL_AFTER)
+                os.close(pidfd)
+            if warm_processes.enabled():  # (the settings in force now: they may have been turned off since)
+                self.fill(kind, root, rscript, replace=False)  # a runner started since (another root) stays
+
+        threading.Thread(target=wait_then_fill, name="sm-r-magic-refill", daemon=True).start()
 
     def ready(self, kind):
         """The runner of this kind whose R is waiting for a job, or None."""
