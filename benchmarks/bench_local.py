@@ -48,6 +48,9 @@ def local_job(code, warm, wait_for_pool):
 
     api.config().warm_processes = warm
     if warm and wait_for_pool:
+        from sm_r_magic.backends import get_backend
+
+        get_backend("local", api.config()).launcher.prestart()  # (no refill was started while warm was off)
         deadline = time.monotonic() + 60
         while not POOL.ready("training") and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -120,9 +123,10 @@ def main():
         jobs = bench_jobs(args.reps, root)
         cells = {"back_to_back": load_ext_and_first_cell(args.reps, 0.0, 4, root),
                  "paused": load_ext_and_first_cell(args.reps, args.pause, 4, root)}
-    print(f"\nLocal training job, submit to Completed, vs a bare `Rscript -e` of the same code (median of {args.reps})")
-    print("| code | bare Rscript | warm | ratio | back-to-back | ratio | cold (warm off) | ratio |\n|---|---:|---:|---:|"
-          "---:|---:|---:|---:|")
+    print(f"\nLocal training job, submit to Completed, vs a bare `Rscript -e` of the same code "
+          f"(median of {args.reps})")
+    print("| code | bare Rscript | warm | ratio | back-to-back | ratio | cold (warm off) | ratio |\n"
+          "|---|---:|---:|---:|---:|---:|---:|---:|")
     for label, row in jobs.items():
         bare = row["bare"]
         print(f"| {label} | {bare:.3f} s | {row['warm']:.3f} s | {row['warm'] / bare:.2f} | "
@@ -131,8 +135,9 @@ def main():
     print(f"\n`%load_ext sm_r_magic`: {cells['paused']['load_ext_s'] * 1000:.0f} ms (heavy modules imported: "
           f"{cells['paused']['heavy_imports'] or 'none'})")
     for label, row in cells.items():
-        print(f"first %%r_train cell {label} ({row['pause_s']:g} s pause): {row['first_cell_s'] * 1000:.0f} ms, later "
-              f"cells {row['later_cells_s'] * 1000:.0f} ms: first - later = {row['first_minus_later_s'] * 1000:+.0f} ms")
+        print(f"first %%r_train cell {label} ({row['pause_s']:g} s pause): {row['first_cell_s'] * 1000:.0f} ms, "
+              f"later cells {row['later_cells_s'] * 1000:.0f} ms: first - later = "
+              f"{row['first_minus_later_s'] * 1000:+.0f} ms")
     results = {"jobs": jobs, "load_ext_and_cells": cells, "reps": args.reps, "cpus": os.cpu_count(),
                "load_average": os.getloadavg()}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -275,7 +275,8 @@ def main(argv=None):
 
     first, repeat = summarize(submit["first"]), summarize(submit["repeat"])
     print(f"\nSubmission, one-file cell + one-file channel, moto on loopback (median of {args.repeats})")
-    print(f"{'':10}{'total ms':>10}{'R syntax ms':>13}{'S3 ms':>8}{'Create ms':>11}{'other ms':>10}{'AWS calls':>11}")
+    print(f"{'':10}{'total ms':>10}{'R syntax ms':>13}{'S3 ms':>8}{'Create ms':>11}{'other ms':>10}"
+          f"{'AWS calls':>11}")
     for label, row in (("cold", submit["cold"]), ("first", first), ("repeat", repeat)):
         print(f"{label:10}{row['total_s'] * 1000:10.1f}{row['syntax_check_s'] * 1000:13.1f}"
               f"{row['staging_s'] * 1000:8.1f}{row['create_s'] * 1000:11.1f}{row['other_s'] * 1000:10.1f}"
@@ -300,7 +301,8 @@ def main(argv=None):
     result = {"submit": {"cold": submit["cold"], "first_median": first, "repeat_median": repeat,
                          "first_runs": submit["first"], "repeat_runs": submit["repeat"],
                          "rscript_syntax_check": submit["rscript"]},
-              "sdk_v2": sdk, "watch": watch, "moto": "5.2.5 ThreadedMotoServer on 127.0.0.1", "python": sys.version.split()[0]}
+              "sdk_v2": sdk, "watch": watch, "moto": "5.2.5 ThreadedMotoServer on 127.0.0.1",
+              "python": sys.version.split()[0]}
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as fh:
         json.dump(result, fh, indent=1)

@@ -2,8 +2,8 @@
 millisecond, instead of a cold Rscript's 150-300 ms per cell.
 
 It starts with R_DEFAULT_PACKAGES=NULL (base only; parse() needs nothing else) when the extension loads (on the
-warm processes' thread, warm_processes.py) or at the first check; the first check waits for R to be up. It only ever parses,
-never evaluates, so reusing it is safe. Requests and answers are framed on its stdin and stdout:
+warm processes' thread, warm_processes.py) or at the first check; the first check waits for R to be up. It only
+ever parses, never evaluates, so reusing it is safe. Requests and answers are framed on its stdin and stdout:
 
     request:  10 ASCII digits (the byte length) + the code as UTF-8
     answer:   one line: the hex of R's parse error message as UTF-8 (an empty line: the code parses)
