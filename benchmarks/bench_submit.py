@@ -1,13 +1,17 @@
 """Submission latency and watching cost of the sagemaker backend, against moto on loopback.
 
-    /tmp/v0/bin/python benchmarks/bench_submit.py [--repeats 7] [--scale 60] [--minutes 10] [--jobs 20]
+    python benchmarks/bench_submit.py [--repeats 7] [--scale 60] [--minutes 10] [--jobs 20] [--no-sdk]
 
 1. Submit: wall time from the api call (what a cell runs: `sm_r_magic.train(code, channels=..., wait=False)`)
    to the moment CreateTrainingJob returns (a botocore after-call hook), for a one-file cell with a one-file
    channel. "first": code and data never seen (uploads happen); "repeat": the same cell and data again
-   (content-addressed dedup: HEAD requests only). Median of --repeats runs, with the breakdown and the
-   number of AWS calls. The very first call of the process (boto3 clients, STS, bucket creation) is
-   reported apart as "cold".
+   (content-addressed dedup: HEAD requests only). Median of --repeats runs, with the breakdown (R's syntax
+   check, S3 staging, CreateTrainingJob, the rest) and the number of AWS calls. The very first call of the
+   process (boto3 clients, STS, bucket creation, R's parser starting) is reported apart as "cold".
+   Side by side, in the same run against the same moto: the SageMaker Python SDK v2's
+   `Estimator.fit(wait=False)` of the same job (sdk_v2_submit.py), from a throwaway venv (.cache/sdk-v2-venv,
+   made with `python3 -m venv` + `pip install "sagemaker<3"` when missing, ~2 min; if that fails the column is
+   skipped with the reason), and the ratio of the medians.
 2. Watching: AWS calls per job-minute while jobs run. moto's jobs are kept InProgress and their log streams
    receive events, and the jobs are watched for --minutes simulated minutes. Time is compressed by --scale:
    every interval of the backend (poll 5 s -> 30 s, describe reuse, log interval, stream rescan) is divided
@@ -24,13 +28,16 @@ import io
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, REPO)
+SDK_VENV = os.path.join(REPO, ".cache", "sdk-v2-venv")
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/sm-r-magic:0.1.0"
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
@@ -88,6 +95,17 @@ def bench_submit(repeats, tmp):
 
     rtools.check_syntax = timed_check
     api.rtools.check_syntax = timed_check
+    staging = []
+    real_upload = backend.upload
+
+    def timed_upload(*args, **kwargs):
+        t = time.perf_counter()
+        try:
+            return real_upload(*args, **kwargs)
+        finally:
+            staging.append(time.perf_counter() - t)
+
+    backend.upload = timed_upload
     # the Create call's own round trip, and when it returned
     backend.session  # noqa: B018  (clients are created lazily: register on the session's events)
     backend.session.boto.events.register("before-call.sagemaker.CreateTrainingJob",
@@ -97,11 +115,13 @@ def bench_submit(repeats, tmp):
 
     def submit(tag, data_path):
         syntax.clear()
+        staging.clear()
         calls = backend.api_calls
         start = time.perf_counter()
         api.train(CODE + f"# {tag}\n", name="bench", channels={"train": data_path}, wait=False)
-        return {"total_s": marks["create_end"] - start, "create_s": marks["create_end"] - marks["create_start"],
-                "syntax_check_s": sum(syntax), "api_calls": backend.api_calls - calls}
+        total, create = marks["create_end"] - start, marks["create_end"] - marks["create_start"]
+        return {"total_s": total, "create_s": create, "syntax_check_s": sum(syntax), "staging_s": sum(staging),
+                "other_s": total - create - sum(syntax) - sum(staging), "api_calls": backend.api_calls - calls}
 
     def data_file(i):
         path = os.path.join(tmp, f"data-{i}", "data.csv")
@@ -117,6 +137,38 @@ def bench_submit(repeats, tmp):
         first.append(submit(f"run-{i}", path))     # new code, new data: both uploaded
         repeat.append(submit(f"run-{i}", path))    # the same cell and data again: nothing uploaded
     return {"cold": cold, "first": first, "repeat": repeat, "rscript": bool(rtools.find_rscript(settings.rscript))}
+
+
+def ensure_sdk_venv():
+    """The Python of .cache/sdk-v2-venv (with sagemaker<3), made when missing -> (python, None) or (None, why)."""
+    python = os.path.join(SDK_VENV, "bin", "python")
+    if os.path.exists(python) and not subprocess.run([python, "-c", "import sagemaker"],
+                                                     capture_output=True).returncode:
+        return python, None
+    print(f"making {os.path.relpath(SDK_VENV)} with the SageMaker SDK v2 (pip install 'sagemaker<3', ~2 min)",
+          flush=True)
+    try:
+        subprocess.run(["python3", "-m", "venv", SDK_VENV], check=True, capture_output=True, timeout=300)
+        subprocess.run([python, "-m", "pip", "install", "-q", "sagemaker<3"], check=True, capture_output=True,
+                       timeout=1800)
+    except (OSError, subprocess.SubprocessError) as exc:
+        detail = getattr(exc, "stderr", b"") or b""
+        detail = detail.decode(errors="replace").strip().splitlines()[-1:] if detail else [str(exc)]
+        return None, f"could not install the SageMaker SDK v2 into {SDK_VENV}: {detail[0][:300]}"
+    return python, None
+
+
+def bench_sdk(repeats):
+    """The SDK v2 column: {"cold", "first", "first_calls", ...} or {"skipped": why}."""
+    python, why = ensure_sdk_venv()
+    if python is None:
+        return {"skipped": why}
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([python, os.path.join(HERE, "sdk_v2_submit.py"), str(repeats), IMAGE, ROLE],
+                          capture_output=True, text=True, env=env, timeout=1800)
+    if proc.returncode:
+        return {"skipped": "sdk_v2_submit.py failed: " + (proc.stderr.strip().splitlines() or ["?"])[-1][:300]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def summarize(runs):
@@ -209,6 +261,7 @@ def main(argv=None):
     parser.add_argument("--minutes", type=int, default=10, help="simulated minutes of watching")
     parser.add_argument("--jobs", type=int, default=20, help="jobs watched at once")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "submit.json"))
+    parser.add_argument("--no-sdk", action="store_true", help="skip the SageMaker SDK v2 column")
     args = parser.parse_args(argv)
 
     import logging
@@ -217,14 +270,26 @@ def main(argv=None):
     server = start_moto()
     with tempfile.TemporaryDirectory(prefix="bench-submit-") as tmp:
         submit = bench_submit(args.repeats, tmp)
+    sdk = {"skipped": "--no-sdk"} if args.no_sdk else bench_sdk(args.repeats)
     watch = [bench_watch(server, args.minutes, args.scale, args.jobs, mode) for mode in ("wait", "ui")]
 
     first, repeat = summarize(submit["first"]), summarize(submit["repeat"])
     print(f"\nSubmission, one-file cell + one-file channel, moto on loopback (median of {args.repeats})")
-    print(f"{'':10}{'total ms':>10}{'R syntax ms':>13}{'Create ms':>11}{'AWS calls':>11}")
+    print(f"{'':10}{'total ms':>10}{'R syntax ms':>13}{'S3 ms':>8}{'Create ms':>11}{'other ms':>10}"
+          f"{'AWS calls':>11}")
     for label, row in (("cold", submit["cold"]), ("first", first), ("repeat", repeat)):
         print(f"{label:10}{row['total_s'] * 1000:10.1f}{row['syntax_check_s'] * 1000:13.1f}"
-              f"{row['create_s'] * 1000:11.1f}{row['api_calls']:11.0f}")
+              f"{row['staging_s'] * 1000:8.1f}{row['create_s'] * 1000:11.1f}{row['other_s'] * 1000:10.1f}"
+              f"{row['api_calls']:11.0f}")
+    if "skipped" in sdk:
+        print(f"SageMaker SDK v2 Estimator.fit(wait=False): skipped ({sdk['skipped']})")
+    else:
+        sdk["first_median_s"] = statistics.median(sdk["first"])
+        sdk["ratio_to_sm_r_magic_first"] = sdk["first_median_s"] / first["total_s"]
+        print(f"SageMaker SDK {sdk['sagemaker_version']} Estimator.fit(wait=False), same job, same moto: "
+              f"first {sdk['first_median_s'] * 1000:.1f} ms ({len(sdk['first_calls'])} AWS calls: "
+              f"{', '.join(sdk['first_calls'])}), cold {sdk['cold'] * 1000:.0f} ms")
+        print(f"sm-r-magic first submission is {sdk['ratio_to_sm_r_magic_first']:.1f}x faster than the SDK's")
     print(f"\nWatching {args.jobs} InProgress jobs for {args.minutes} simulated minutes (time x{args.scale:g})")
     print(f"{'watcher':8}{'calls/job-min':>15}{'after min 5':>13}{'account calls/s':>17}  by operation (per job-minute)")
     for row in watch:
@@ -236,7 +301,8 @@ def main(argv=None):
     result = {"submit": {"cold": submit["cold"], "first_median": first, "repeat_median": repeat,
                          "first_runs": submit["first"], "repeat_runs": submit["repeat"],
                          "rscript_syntax_check": submit["rscript"]},
-              "watch": watch, "moto": "5.2.5 ThreadedMotoServer on 127.0.0.1", "python": sys.version.split()[0]}
+              "sdk_v2": sdk, "watch": watch, "moto": "5.2.5 ThreadedMotoServer on 127.0.0.1",
+              "python": sys.version.split()[0]}
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as fh:
         json.dump(result, fh, indent=1)

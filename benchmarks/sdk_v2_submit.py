@@ -4,7 +4,8 @@ Run by the Python of a throwaway venv that has `sagemaker<3` (bench_submit.py ma
 AWS environment pointing at bench_submit's moto server. What a seed-style user runs per submission: upload the
 channel's data (Session.upload_data) and Estimator(..., entry_point=train.R, source_dir=...).fit(wait=False),
 which packages and uploads the code and calls CreateTrainingJob. Prints one JSON object: {"cold": s, "first": [s,
-...]}, the cold one being the process's first submission (clients, STS, default bucket).
+...], "first_calls": [operation, ...], ...}, the cold one being the process's first submission (clients, STS,
+default bucket), with the AWS operations each made.
 
     python sdk_v2_submit.py REPEATS IMAGE ROLE
 """
@@ -39,7 +40,10 @@ def main():
     # fit, seconds of time no default user pays.) Leaving it out only makes the SDK look faster.
     telemetry._send_telemetry_request = lambda *args, **kwargs: None
 
-    session = sagemaker.Session(boto_session=boto3.Session(region_name=os.environ["AWS_DEFAULT_REGION"]))
+    boto_session = boto3.Session(region_name=os.environ["AWS_DEFAULT_REGION"])
+    calls = []  # AWS operations of each submission (clients copy the session's handlers when created)
+    boto_session.events.register("before-call", lambda model, **kwargs: calls.append(model.name))
+    session = sagemaker.Session(boto_session=boto_session)
     tmp = tempfile.mkdtemp(prefix="sdk-v2-")
 
     def submit(tag):
@@ -51,17 +55,19 @@ def main():
         os.makedirs(os.path.dirname(data))
         with open(data, "w") as fh:
             fh.write("x,y\n" + "".join(f"{j},{2 * j}\n" for j in range(1000)) + f"0,{tag!r}\n")
+        calls.clear()
         start = time.perf_counter()
         train = session.upload_data(data, key_prefix=f"bench/{tag}")
         estimator = Estimator(image_uri=image, role=role, instance_count=1, instance_type="ml.m5.large",
                               entry_point="train.R", source_dir=src, sagemaker_session=session,
                               hyperparameters={"alpha": 0.5}, base_job_name="bench-sdk")
         estimator.fit({"train": train}, wait=False, logs=False)
-        return time.perf_counter() - start
+        return time.perf_counter() - start, list(calls)
 
-    cold = submit("cold")
-    first = [submit(f"run-{i}") for i in range(repeats)]
-    print(json.dumps({"sagemaker_version": sagemaker.__version__, "cold": cold, "first": first}))
+    cold, cold_calls = submit("cold")
+    runs = [submit(f"run-{i}") for i in range(repeats)]
+    print(json.dumps({"sagemaker_version": sagemaker.__version__, "cold": cold, "cold_calls": cold_calls,
+                      "first": [t for t, _ in runs], "first_calls": runs[-1][1]}))
 
 
 if __name__ == "__main__":

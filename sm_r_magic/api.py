@@ -26,6 +26,23 @@ ENDPOINT_OPERATIONS = (("CreateModel", "model"), ("CreateEndpointConfig", "endpo
                        ("CreateEndpoint", "endpoint"))
 
 
+def warm_up(settings=None):
+    """Start the warm processes in the background and return at once (%load_ext calls this): R's parser for the
+    syntax check and, when jobs run locally, a pre-started runner per job kind. Nothing when
+    RMagic.warm_processes is off (SM_R_MAGIC_WARM_PROCESSES=false)."""
+    from . import warm_processes
+
+    cfg = settings or config()
+    if warm_processes.enabled(cfg):
+        warm_processes.in_background(_start_warm_processes, cfg)
+
+
+def _start_warm_processes(cfg):
+    rtools.start_warm_parser(cfg.rscript)
+    if cfg.backend == "local":
+        get_backend("local", cfg).launcher.prestart()
+
+
 def _check_code(code, cfg, backend):
     if code is None or not code.strip():
         raise SmRMagicError("the cell has no R code: write the R code to run below the magic line")

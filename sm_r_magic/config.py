@@ -39,6 +39,8 @@ class RMagic(Configurable):
     keep_endpoints = Bool(False, help="Keep local endpoints running after the kernel shuts down.").tag(config=True)
     docker_run_args = Unicode("", help="Extra `docker run` options for docker-backend jobs and endpoints, e.g. "
                                        "'--network host --cpus 2'.").tag(config=True)
+    warm_processes = Bool(True, help="Keep R warm in the background: a parser for the syntax check and, for local "
+                                     "jobs, one pre-started R per job kind (single use).").tag(config=True)
     r_repos = Unicode("https://cloud.r-project.org",
                       help="R package repository for per-job packages (--packages).").tag(config=True)
 

@@ -115,7 +115,9 @@ class Handle:
         return self.describe(refresh=bool(fetch) or self._description is None)
 
     def _cached(self):
-        stale = self._description is None or time.monotonic() - self._described_at > self.max_age
+        # never older than the backend's fastest polling pace (local: 10 ms), so that polling sees the end
+        max_age = min(self.max_age, getattr(self.backend, "poll_interval", (self.max_age,))[0])
+        stale = self._description is None or time.monotonic() - self._described_at > max_age
         return self.describe(refresh=stale)
 
     def forget(self):
@@ -161,7 +163,8 @@ class Handle:
     def refresh_interval(self, waited):
         """Seconds before the `waited`-th poll: the backend's pace, backing off."""
         low, high = getattr(self.backend, "poll_interval", (0.5, 5.0))
-        return min(high, low * (1.5 ** max(0, waited)))
+        young = getattr(self.backend, "young_polls", 0)  # polls at the fastest pace before backing off
+        return min(high, low * (1.5 ** max(0, waited - young)))
 
     # The views package sets this to its watch(handle, progress, timeout) when it is imported, so that
     # `handle.wait()` typed in a notebook shows progress; the handle itself only polls.

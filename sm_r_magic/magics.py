@@ -369,6 +369,7 @@ def load_ipython_extension(ipython):
     ipython.configurables = [c for c in ipython.configurables if not isinstance(c, RMagic)] + [settings]
     ipython.register_magics(RMagics(ipython, settings))
     views.register_display(ipython)
+    api.warm_up(settings)  # R's parser (and local job runners) start in the background
 
 
 def unload_ipython_extension(ipython):

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import tempfile
 
+from . import rparser, warm_processes
 from .errors import SmRMagicError
 
 INSTALL_HINT = ("install R (Debian/Ubuntu: sudo apt-get install r-base-core r-cran-jsonlite) "
@@ -41,16 +42,40 @@ def _describe_parse_error(message, lines):
 
 
 def check_syntax(code, rscript="Rscript"):
-    """Raise SmRMagicError with R's message and line when `code` does not parse."""
+    """Raise SmRMagicError with R's message and line when `code` does not parse. R's warm parser answers
+    (rparser.py); without one, a fresh Rscript does, with the same messages (base R only: parse() needs no other
+    package, and R starts in a third of the time without the default ones)."""
     path = require_rscript(rscript)
+    if _warm_check(code, path):
+        return
     with tempfile.NamedTemporaryFile("w", suffix=".R", delete=False, encoding="utf-8") as fh:
         fh.write(code)
     try:
         proc = subprocess.run([path, "--no-init-file", "-e", _PARSE_CHECK, fh.name], capture_output=True,
-                              text=True, timeout=60)
+                              text=True, timeout=60, env=dict(os.environ, R_DEFAULT_PACKAGES="NULL"))
     finally:
         os.unlink(fh.name)
     if proc.returncode == 3:
         raise SmRMagicError("R code does not parse: " + _describe_parse_error(proc.stdout, code.splitlines()))
     if proc.returncode != 0:
         raise SmRMagicError(f"could not run {path} to check the R code: {proc.stderr.strip()[:300]}")
+
+
+def _warm_check(code, path):
+    """True when R's warm parser answered (raising SmRMagicError when the code does not parse); False when there
+    is none to ask: the cold check runs."""
+    try:
+        message = rparser.check(code, path)
+    except rparser.Unavailable:
+        return False
+    if message:
+        raise SmRMagicError("R code does not parse: " + _describe_parse_error(message, code.splitlines()))
+    return True
+
+
+def start_warm_parser(rscript="Rscript"):
+    """Start R's warm parser in the background; returns at once (nothing happens without R, or when warm
+    processes are off)."""
+    path = find_rscript(rscript)
+    if path and warm_processes.enabled():
+        rparser.start(path)

@@ -2,13 +2,65 @@
 
 import os
 import shutil
+import signal
 import subprocess
+import time
+import uuid
 
 import pytest
 
 from .support.moto_server import fast, moto_server, sm  # noqa: F401  (fixtures for every test module)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Every process this test session starts inherits this mark: warm processes left behind are found by it, also
+# those of kernels the tests started as subprocesses.
+TEST_RUN = os.environ.setdefault("SM_R_MAGIC_TEST_RUN", uuid.uuid4().hex)
+
+
+def warm_processes_of_this_run():
+    """{pid: command line} of the live warm processes (R parsers, warm job runners and their R) that carry this
+    session's mark."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as fh:
+                environ = set(fh.read().split(b"\0"))
+            with open(f"/proc/{entry}/stat") as fh:
+                zombie = fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                cmdline = fh.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        marked = any(item.startswith(b"SM_R_MAGIC_WARM=") for item in environ)
+        if marked and f"SM_R_MAGIC_TEST_RUN={TEST_RUN}".encode() in environ and not zombie:
+            found[int(entry)] = cmdline[:200]
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_warm_process_left_behind():
+    """At the end of the session this process ends its warm processes as it would at exit; then none of this
+    session's may be alive (a warm runner that took a job must have finished it: tests end their jobs)."""
+    yield
+    from sm_r_magic import rparser, warm_processes
+    from sm_r_magic.backends.warm_pool import POOL
+
+    POOL.clear()
+    rparser.stop()
+    warm_processes.shutdown()
+    deadline = time.monotonic() + 30
+    while warm_processes_of_this_run() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = warm_processes_of_this_run()
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    assert not left, f"warm processes left behind: {left}"
 
 
 @pytest.fixture(scope="session")

@@ -12,10 +12,20 @@ import sys
 import time
 
 from ..contract import NAME_KEY, STATUS_KEY
+from .. import warm_processes
 from ..errors import SmRMagicError
 from ..paths import CONTAINER_DIR
 from . import jobfolder as jf
 from .processes import pid_alive, read_new_lines
+
+
+def runner_environment():
+    """The environment of a job runner: this process's, with this package importable (and without the marks of a
+    warm process, should this process have inherited them: with SM_R_MAGIC_WARM set, R waits for a job)."""
+    env = {k: v for k, v in os.environ.items() if k not in warm_processes.MARKS}
+    package_parent = os.path.dirname(os.path.dirname(CONTAINER_DIR))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
+    return env
 
 
 def epoch_to_utc(value):
@@ -44,20 +54,28 @@ class FolderJobs:
         folder = self.folder(name)
         if folder.exists():
             raise SmRMagicError(f"a {self.backend.name} job named {name} already exists: choose another --name")
-        folder.create(kind, request, self.launcher.job_launch(kind, request, folder))
-        self._spawn_runner(folder)
+        launch = self.launcher.job_launch(kind, request, folder)
+        folder.create(kind, request, launch)
+        self._spawn_runner(folder, kind, launch)
         return Job(self.backend, kind, name)
 
-    def _spawn_runner(self, folder):
-        env = dict(os.environ)
-        package_parent = os.path.dirname(os.path.dirname(CONTAINER_DIR))
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
-        with open(os.path.join(folder.path, "runner.log"), "ab") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "sm_r_magic.backends.local_runner", folder.path],
-                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                    start_new_session=True)  # a kernel interrupt must not reach the job
+    def _spawn_runner(self, folder, kind, launch):
+        env = runner_environment()
+        take_warm = getattr(self.launcher, "warm_runner", None)  # local: a pre-started runner (warm_pool.py)
+        proc = take_warm(kind, folder, launch, env) if take_warm else None
+        if proc is None:
+            # SIGTERM blocked until the runner's handler is in place (the mask survives exec): a stop right after
+            # submission is then handled by the runner (the job ends Stopped), not fatal to it
+            old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+            try:
+                with open(os.path.join(folder.path, "runner.log"), "ab") as log:
+                    proc = subprocess.Popen([sys.executable, "-m", "sm_r_magic.backends.local_runner", folder.path],
+                                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                            start_new_session=True)  # a kernel interrupt must not reach the job
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+            folder.update(runner_pid=proc.pid)  # (a warm runner's pid is recorded before its hand-off)
         self._runners[folder.name] = proc
-        folder.update(runner_pid=proc.pid)
 
     # -- watching --------------------------------------------------------------------------------------
     def state(self, name):

@@ -6,9 +6,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
-from .. import rtools, spec
+from .. import rtools, spec, warm_processes
 from ..contract import (ENV_BIND_HOST, ENV_BIND_TO_PORT, ENV_MODEL_DATA, ENV_PROCESSING_JOB_NAME, ENV_PYTHON,
                         ENV_R_LIBRARY, ENV_ROOT, ENV_RSCRIPT, ENV_TRAINING_JOB_NAME, ENV_WARMPOOL_CACHE, ENV_WORKERS)
 from ..paths import CONTAINER_DIR, ENTRYPOINT
@@ -59,6 +60,36 @@ class ProcessLauncher:
                 argv.insert(0, "/bin/sh")
         return {"argv": argv, "env": env, "stop_timeout": self.config.stop_timeout}
 
+    # -- warm runners (warm_pool.py) ---------------------------------------------------------------------
+    def warm_runner(self, kind, folder, launch, runner_env):
+        """A pre-started runner handed this job, or None (FolderJobs starts a cold one)."""
+        rscript = rtools.find_rscript(self.config.rscript)
+        if not rscript or not warm_processes.enabled(self.config):
+            return None
+        from .warm_pool import POOL
+
+        return POOL.take(kind, folder, launch, runner_env, rscript, self.backend.root)
+
+    def prestart(self):
+        """Have a warm runner of each job kind ready (in the background; returns at once): training first, the
+        processing one once the training one waits, so that they do not share the CPU with each other while the
+        first cell may need one. Not before the local root exists: loading the extension creates nothing (the
+        first job creates it, and refills the pool)."""
+        rscript = rtools.find_rscript(self.config.rscript)
+        if not (rscript and warm_processes.enabled(self.config) and os.path.isdir(self.backend.root)):
+            return
+        from .warm_pool import POOL
+
+        root = self.backend.root
+        POOL.fill("training", root, rscript)
+
+        def then_processing():
+            deadline = time.monotonic() + 30
+            while not POOL.ready("training") and time.monotonic() < deadline:
+                time.sleep(0.02)
+            POOL.fill("processing", root, rscript)
+
+        threading.Thread(target=then_processing, name="sm-r-magic-prestart", daemon=True).start()
 
     def stop_orphan(self, state):
         return False
@@ -147,5 +178,6 @@ class ProcessLauncher:
 
 class LocalBackend(FolderBackend):
     name = "local"
-    poll_interval = (0.05, 0.2)  # reading state.json is cheap: notice the end of a short job within 0.2 s
+    poll_interval = (0.01, 0.2)  # reading state.json is cheap (~0.2 ms): a young job's end is seen within 10 ms,
+    young_polls = 100            # for its first second, then polls back off to 0.2 s
     launcher_class = ProcessLauncher

@@ -12,6 +12,7 @@ reads the job's status finds the runner gone, stops what is left and records the
 
 import ctypes
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -64,6 +65,7 @@ class Runner:
         self.kind = self.state["kind"]
         self.launch = self.state["launch"]
         self.child = None
+        self._pidfd = None
         self.stop_requested = None  # the reason, once asked to stop
 
     def request_stop(self, reason):
@@ -94,6 +96,9 @@ class Runner:
     def run(self):
         signal.signal(signal.SIGTERM, self._on_sigterm)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # The kernel starts us with SIGTERM blocked (folder_jobs.py): a stop sent before the handler above was
+        # installed is pending, and is handled now instead of killing us before the job's end is recorded.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         self.folder.update(runner_pid=os.getpid())
         try:
             self._stage()
@@ -138,20 +143,16 @@ class Runner:
         env.update(self.launch.get("env", {}))
         max_runtime = self.request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds")
         grace = float(self.launch.get("stop_timeout", 10))
-        with open(self.folder.log_file, "ab", buffering=0) as log:
-            self.child = subprocess.Popen(self.launch["argv"], env=env, stdout=log, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL, cwd=self.folder.path, start_new_session=True,
-                                          preexec_fn=_end_with(os.getpid()))
+        self.child = self._start_child(env)
         self.folder.update(child_pid=self.child.pid)
         if self.stop_requested:
             self._signal_child(signal.SIGTERM)
         started = time.monotonic()
         stop_sent = None
         while True:
-            try:
-                return self.child.wait(timeout=0.2)
-            except subprocess.TimeoutExpired:
-                pass
+            rc = self._wait_child(0.2)
+            if rc is not None:
+                return rc
             if max_runtime and time.monotonic() - started > max_runtime and self.stop_requested is None:
                 self.request_stop(f"MaxRuntimeExceeded: the job ran longer than {max_runtime} s")
             if self.stop_requested and stop_sent is None:
@@ -159,6 +160,28 @@ class Runner:
             if stop_sent is not None and time.monotonic() - stop_sent > grace:
                 self._signal_child(signal.SIGKILL)
                 stop_sent = float("inf")
+
+    def _start_child(self, env):
+        """The container's command, started in the job folder with this environment."""
+        with open(self.folder.log_file, "ab", buffering=0) as log:
+            return subprocess.Popen(self.launch["argv"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, cwd=self.folder.path, start_new_session=True,
+                                    preexec_fn=_end_with(os.getpid()))
+
+    def _wait_child(self, timeout):
+        """The child's exit status, or None after `timeout` seconds. A pidfd wakes us the moment it ends (Popen's
+        own wait with a timeout polls, up to 50 ms late)."""
+        if self._pidfd is None:
+            try:
+                self._pidfd = os.pidfd_open(self.child.pid)
+            except (AttributeError, OSError):  # Linux < 5.3
+                self._pidfd = -1
+        if self._pidfd >= 0:
+            select.select([self._pidfd], [], [], timeout)
+        try:
+            return self.child.wait(timeout=0 if self._pidfd >= 0 else timeout)
+        except subprocess.TimeoutExpired:
+            return None
 
     def _publish(self):
         if self.kind == "training":

@@ -179,4 +179,9 @@ options(warn = 1, keep.source = TRUE)
   invisible(NULL)
 }
 
+# A warm local runner starts R before it has a job (warm.R): R waits here, then runs what a cold start runs.
+if (nzchar(Sys.getenv("SM_R_MAGIC_WARM"))) local({
+  source(file.path(.sm_container_dir, "warm.R"), local = TRUE)
+  .sm_wait_for_job()
+})
 .sm_main(commandArgs(trailingOnly = TRUE))
