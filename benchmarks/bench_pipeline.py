@@ -39,7 +39,7 @@ def cells_seconds(csv, backend):
 
 
 def measure(folder, backend):
-    from sm_r_magic.workflow import executions as ex
+    from sm_r_magic.backends import folder_executions as ex
 
     answer = ex.describe(folder)
     assert answer["PipelineExecutionStatus"] == "Succeeded", answer["FailureReason"]
@@ -65,7 +65,7 @@ def main():
         import sm_r_magic
         from sm_r_magic.backends import get_backend
         from sm_r_magic.workflow import definition as d
-        from sm_r_magic.workflow import executions as ex
+        from sm_r_magic.backends import folder_executions as ex
 
         csv = Path(root) / "data" / "mtcars.csv"
         csv.parent.mkdir()

@@ -11,7 +11,7 @@ from . import limits, options, parsing, rtools, sourcedir, spec, views
 from .backends import get_backend
 from .errors import JobFailed, SmRMagicError
 from .jobs import SESSION
-from .workflow import names, registry
+from .workflow import names
 
 
 def config():
@@ -334,7 +334,7 @@ def deploy(code=None, *, model=None, model_package=None, name=None, backend=None
     be = get_backend(backend, cfg)
     if model is not None and model_package is not None:
         raise SmRMagicError("give --model or --model-package, not both")
-    group = registry.parse_reference(model_package)[0] if model_package is not None else None
+    group = names.parse_reference(model_package)[0] if model_package is not None else None
     base = parsing.validate_base_name(name or _package_endpoint_name(group) or "r-endpoint")
     serverless = parse_serverless(serverless) if not isinstance(serverless, tuple) else serverless
     options.check(instance_count=instance_count, workers=workers)
@@ -440,7 +440,7 @@ def pipeline(name, steps, *, condition=None, register=None, inference=None, fail
 def model_packages(group, backend=None):
     """The versions of a model package group, newest first (DescribeModelPackage-shaped dicts: version, approval
     status, creation time, inference specification, metrics, the execution that registered it)."""
-    group, version = registry.parse_reference(group)
+    group, version = names.parse_reference(group)
     if version is not None:
         raise SmRMagicError(f"give a model package group ({group}), not a version: every version is listed")
     return get_backend(backend, config()).list_model_packages(group)
@@ -448,7 +448,7 @@ def model_packages(group, backend=None):
 
 def approve(reference, reject=False, backend=None):
     """Approve (or, with reject=True, reject) a model package version "group/N"; returns its new description."""
-    group, version = registry.parse_reference(reference)
+    group, version = names.parse_reference(reference)
     if version is None:
         raise SmRMagicError(f"{reference}: say which version, e.g. {group}/1 (%r_models {group} lists them)")
     return get_backend(backend, config()).update_model_package_approval(group, version,
@@ -465,7 +465,7 @@ def _package_endpoint_name(group):
 def _package_container(be, reference):
     """The serving container of a model package version: the newest Approved one of a group, or the version
     given (Approved or pending; not a Rejected one). One line, and nothing created, when there is none."""
-    group, version = registry.parse_reference(reference)
+    group, version = names.parse_reference(reference)
     if version is not None:
         package = be.describe_model_package(group, version)
         if package["ModelApprovalStatus"] == "Rejected":

@@ -3,6 +3,7 @@ request keys that name it. (The container's own contract - /opt/ml paths, SM_* v
 in spec.py and the container's R files.)"""
 
 JOB_KINDS = ("training", "processing")
+FOLDER_BACKENDS = ("local", "docker")  # one local root and one code store: either runs the other's requests
 JOB_TERMINAL = ("Completed", "Failed", "Stopped")
 ENDPOINT_TERMINAL = ("InService", "Failed", "Deleted", "OutOfService")
 

@@ -19,14 +19,13 @@ from . import config as config_module
 from . import rtools, sourcedir, spec, views
 from .backends import get_backend
 from .config import BACKENDS
-from .contract import ENV_PROGRAM, ENV_SUBMIT_DIRECTORY, INFERENCE_PROGRAM
+from .contract import ENV_PROGRAM, ENV_SUBMIT_DIRECTORY, FOLDER_BACKENDS, INFERENCE_PROGRAM
 from .errors import JobFailed, SmRMagicError
 from .jobs import Job
 from .workflow import definition as definitions
-from .workflow import executions, graph, names
+from .workflow import graph, names
 from .uris import is_s3, path_of
 
-FOLDER_BACKENDS = executions.LOCAL_BACKENDS  # one local root, one code store: either runs the other's cells
 SAVED_PROGRAMS = ("deploy.R", INFERENCE_PROGRAM)  # what serving looks for in the code saved with a model
 _MODEL_FN = re.compile(r"^\s*[`'\"]?model_fn[`'\"]?\s*(<<?-|=)", re.MULTILINE)
 
@@ -137,7 +136,7 @@ class Pipeline:
         _check_parameter_names(definition, parameters)
         target = self._target(backend)
         if target.name in FOLDER_BACKENDS:
-            executions.resolve_parameters(definition, parameters, target)
+            definitions.resolve_parameters(definition, parameters, target)
 
     def executions(self, backend=None):
         """This pipeline's executions on a backend (default: where it runs), oldest first."""

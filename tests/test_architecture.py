@@ -11,14 +11,14 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "sm_r_magic"
 
 # module -> what it must never import (sm_r_magic modules by prefix, and third-party packages)
-HANDLES = ("sm_r_magic.handle", "sm_r_magic.jobs", "sm_r_magic.predictor")
+HANDLES = ("sm_r_magic.handle", "sm_r_magic.jobs", "sm_r_magic.predictor", "sm_r_magic.workflow.execution")
 UI = ("sm_r_magic.views", "sm_r_magic.magics", "sm_r_magic.api", "sm_r_magic.cli", "IPython", "ipywidgets")
 FORBIDDEN = {
     **{handle: UI for handle in HANDLES},
     "sm_r_magic.backends": UI,
     "sm_r_magic.spec": UI + ("sm_r_magic.backends", "boto3", "botocore", "subprocess", "sm_r_magic.config"),
     "sm_r_magic.views": ("sm_r_magic.magics", "sm_r_magic.api", "sm_r_magic.backends"),
-    "sm_r_magic.workflow": UI,
+    "sm_r_magic.workflow": UI + ("sm_r_magic.backends", "sm_r_magic.pipelines"),
 }
 
 

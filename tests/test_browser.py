@@ -126,7 +126,7 @@ def _stop_leftovers(local_root):
     them."""
     from sm_r_magic.backends.local import LocalBackend
     from sm_r_magic.config import RMagic
-    from sm_r_magic.workflow import executions
+    from sm_r_magic.backends import folder_executions as executions
 
     for folder in local_root.glob("pipelines/*/executions/*"):
         try:

@@ -503,7 +503,9 @@ R_FIRST_ROW = ('d <- tempfile(); dir.create(d); untar("{tar}", exdir = d); m <- 
 def test_example_row_prefills_the_try_it_box(shell, trained):
     """Issue 10.13: the widget's "Try it" box holds a row of the model's own inputs (not mtcars columns), as
     CSV with a header row and as JSON; it is a valid request."""
-    widgets = pytest.importorskip("sm_r_magic.widgets")
+    pytest.importorskip("ipywidgets")
+    from sm_r_magic.views.endpoint import EndpointView
+
     assert deploy(shell, "--as ex") is None
     ex = shell.user_ns["ex"]
     try:
@@ -511,7 +513,7 @@ def test_example_row_prefills_the_try_it_box(shell, trained):
                                text=True, check=True).stdout.split()
         assert ex.example_payload("text/csv") == f"wt,hp\n{first[0]},{first[1]}\n"
         assert json.loads(ex.example_payload("application/json")) == [{"wt": float(first[0]), "hp": float(first[1])}]
-        w = widgets.EndpointWidget(ex)
+        w = EndpointView(ex)
         assert w.payload.value == ex.example_payload("text/csv")
         w.content_type.value = "application/json"
         assert w.payload.value == ex.example_payload("application/json")

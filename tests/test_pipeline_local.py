@@ -16,8 +16,8 @@ import pytest
 import sm_r_magic
 from sm_r_magic.backends import get_backend
 from sm_r_magic.workflow import definition as d
-from sm_r_magic.workflow import executions as ex
-from sm_r_magic.workflow.registry import LocalModelRegistry
+from sm_r_magic.backends import folder_executions as ex
+from sm_r_magic.backends.local_registry import LocalModelRegistry
 
 from .support.rlang import r_output
 from .support.waiting import wait_for
@@ -155,7 +155,7 @@ def test_the_four_step_flow_both_branches_and_a_second_execution(settings, local
     assert registry.versions("mtcars-models") == [2, 1]
 
     # a new process (a restarted kernel) finds the first execution again from its folder
-    script = ("import json, sys; from sm_r_magic.workflow import executions as ex; "
+    script = ("import json, sys; from sm_r_magic.backends import folder_executions as ex; "
               "print(json.dumps(ex.describe(ex.find(sys.argv[1], sys.argv[2])), default=str))")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")])))
     out = subprocess.run([sys.executable, "-c", script, str(local_root), first_id], capture_output=True, text=True,

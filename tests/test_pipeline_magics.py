@@ -16,8 +16,8 @@ import pytest
 
 from sm_r_magic.backends import get_backend
 from sm_r_magic.errors import JobFailed
-from sm_r_magic.workflow import executions as ex
-from sm_r_magic.workflow.registry import LocalModelRegistry
+from sm_r_magic.backends import folder_executions as ex
+from sm_r_magic.backends.local_registry import LocalModelRegistry
 from sm_r_magic.pipelines import Pipeline
 
 from .support.rlang import r_numbers, r_output

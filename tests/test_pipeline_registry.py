@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from sm_r_magic.errors import SmRMagicError
-from sm_r_magic.workflow.registry import LocalModelRegistry, parse_reference
+from sm_r_magic.backends.local_registry import LocalModelRegistry
+from sm_r_magic.workflow.names import parse_reference
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -62,7 +63,7 @@ def test_approval_and_the_newest_approved_version(tmp_path):
 
 
 def test_concurrent_registrations_never_share_a_version(tmp_path):
-    script = ("import sys; from sm_r_magic.workflow.registry import LocalModelRegistry as R; r = R(sys.argv[1]); "
+    script = ("import sys; from sm_r_magic.backends.local_registry import LocalModelRegistry as R; r = R(sys.argv[1]); "
               "print(*[r.register({'ModelPackageGroupName': 'g', 'InferenceSpecification': {'Containers': "
               "[{'Image': 'i'}]}})['ModelPackageVersion'] for _ in range(5)])")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")])))

@@ -27,8 +27,9 @@ from sm_r_magic.backends import get_backend
 from sm_r_magic.backends.sagemaker import SageMakerBackend
 from sm_r_magic.errors import SmRMagicError
 from sm_r_magic.workflow import definition as d
-from sm_r_magic.workflow import executions, expressions, graph, names
-from sm_r_magic.workflow.registry import LocalModelRegistry
+from sm_r_magic.backends import folder_executions as executions
+from sm_r_magic.workflow import expressions, graph, names
+from sm_r_magic.backends.local_registry import LocalModelRegistry
 from sm_r_magic.workflow.retarget import retarget
 
 from .support.moto_server import ACCOUNT, BUCKET, IMAGE, ROLE

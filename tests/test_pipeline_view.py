@@ -1,5 +1,5 @@
 """The pipeline execution's views, asserted headless through their state: real local executions (real R jobs,
-started with the local backend's start_pipeline, run by the detached runner of workflow/executions.py) drawn as
+started with the local backend's start_pipeline, run by the detached runner of backends/folder_executions.py) drawn as
 a step graph widget and as text lines, and their rows in %r_jobs' dashboard and text table.
 Every wait is for a condition, bounded generously; the clock that ticks is a controlled one."""
 
@@ -17,7 +17,7 @@ import sm_r_magic  # noqa: E402
 from sm_r_magic import config, views  # noqa: E402
 from sm_r_magic.backends import get_backend  # noqa: E402
 from sm_r_magic.workflow import definition as d  # noqa: E402
-from sm_r_magic.workflow import executions as ex  # noqa: E402
+from sm_r_magic.backends import folder_executions as ex  # noqa: E402
 from sm_r_magic.views import dashboard  # noqa: E402
 from sm_r_magic.views.html import STATUS_COLORS  # noqa: E402
 from sm_r_magic.views.job import JobView  # noqa: E402

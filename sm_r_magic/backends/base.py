@@ -127,7 +127,7 @@ class Backend:
 
     # -- pipelines: the definition JSON CreatePipeline takes (workflow/definition.py) -----------------------
     def start_pipeline(self, pipeline_name, definition, parameters=None):
-        """Start an execution of `definition` (local and docker: workflow.executions.start; sagemaker: create or
+        """Start an execution of `definition` (local and docker: backends/folder_executions.start; sagemaker: create or
         update the pipeline, then StartPipelineExecution) -> workflow.execution.PipelineExecution. Bad input
         (a name, an unknown parameter) is an SmRMagicError and starts nothing."""
         raise NotImplementedError

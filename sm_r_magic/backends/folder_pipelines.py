@@ -1,6 +1,6 @@
 """Pipelines and the model registry of the local and docker backends: executions of the definition JSON run by
-the local executor (workflow/executions.py: a detached runner per execution, its state in a folder) and the
-local model registry (workflow/registry.py), both under the local root:
+the local executor (folder_executions.py: a detached runner per execution, its state in a folder) and the
+local model registry (local_registry.py), both under the local root:
 
     <local_root>/pipelines/<pipeline>/executions/<execution-id>/     one execution (its state names its backend)
     <local_root>/model-registry/<group>/versions/<N>/                one registered version
@@ -13,8 +13,8 @@ import os
 import re
 
 from ..errors import SmRMagicError
-from ..workflow import executions
-from ..workflow.registry import LocalModelRegistry
+from . import folder_executions as executions
+from .local_registry import LocalModelRegistry
 
 _JOB_ARN = re.compile(r"^local:(training|processing)-job/([A-Za-z0-9-]+)$")
 _EXECUTION_ID = re.compile(r"^[a-z0-9]{12}$")

@@ -12,6 +12,7 @@ Condition step over `Std:JsonGet` of a PropertyFile; `register` adds a RegisterM
 describes the contract."""
 
 import copy
+import os
 import json
 from dataclasses import dataclass, field
 
@@ -367,3 +368,30 @@ def _model_artifact(request):
 def _output_artifact(request):
     model = _model_artifact(request)
     return model[: -len("model.tar.gz")] + "output.tar.gz" if model else None
+
+
+def resolve_parameters(definition, given, backend=None):
+    """The execution's parameter values: each parameter's default, replaced by the given value. An unknown
+    name, or a parameter without default nor value, is one line. A value replacing a local path default is a
+    local path too: checked and made absolute by the backend, as a cell's --input is."""
+    declared = {p["Name"]: p for p in definition.get("Parameters") or []}
+    given = dict(given or {})
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        raise SmRMagicError(f"unknown pipeline parameter(s) {', '.join(unknown)}: this pipeline's parameters are "
+                            f"{', '.join(declared) or 'none'}")
+    values = {}
+    for name, param in declared.items():
+        if name in given:
+            value = given[name]
+            value = os.fspath(value) if isinstance(value, os.PathLike) else value
+            default = param.get("DefaultValue")
+            if (backend is not None and isinstance(value, str) and isinstance(default, str)
+                    and default.startswith("/") and not value.startswith("s3://")):
+                value = backend.data_uri(value, f"parameter {name}")
+            values[name] = value if param.get("Type", "String") != "String" else str(value)
+        elif "DefaultValue" in param:
+            values[name] = param["DefaultValue"]
+        else:
+            raise SmRMagicError(f"pipeline parameter {name} has no default: give parameters={{'{name}': ...}}")
+    return values

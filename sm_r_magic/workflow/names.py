@@ -72,3 +72,14 @@ def _matches(pattern, value):
         return re.fullmatch(pattern, value, flags=re.DOTALL) is not None
     except re.error:  # a Java-style class (\p{L}) Python's re does not know: the service checks it
         return True
+
+
+def parse_reference(text):
+    """'group' -> (group, None); 'group/3' -> (group, 3)."""
+    group, sep, version = str(text or "").partition("/")
+    check_group_name(group)
+    if not sep:
+        return group, None
+    if not re.fullmatch(r"[1-9]\d*", version):
+        raise SmRMagicError(f"model package {text!r}: write GROUP/VERSION with a version number, e.g. {group}/2")
+    return group, int(version)

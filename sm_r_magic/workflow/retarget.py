@@ -13,12 +13,11 @@ import json
 import os
 
 from .. import aws, limits
-from ..contract import CODE_INPUT, ENV_SUBMIT_DIRECTORY, HP_SUBMIT_DIRECTORY, OPT_ML
+from ..contract import CODE_INPUT, ENV_SUBMIT_DIRECTORY, FOLDER_BACKENDS, HP_SUBMIT_DIRECTORY, OPT_ML
 from ..errors import SmRMagicError
 from ..uris import is_s3, local_path
 from . import expressions, graph
 
-FOLDER_BACKENDS = ("local", "docker")
 EXECUTION_ID = {"Get": "Execution.PipelineExecutionId"}
 OPERATION = {"Processing": "CreateProcessingJob", "Training": "CreateTrainingJob",
              "RegisterModel": "CreateModelPackage"}

@@ -10,7 +10,7 @@ again after a kernel restart.
         runner.pid        the runner's process id (the runner also records it in state.json)
         runner.log        what the runner printed
 
-`python -m sm_r_magic.workflow.runner <execution folder>` runs it (executor.py); the answers here are shaped
+`python -m sm_r_magic.backends.pipeline_runner <execution folder>` runs it (pipeline_executor.py); the answers here are shaped
 like DescribePipelineExecution / ListPipelineExecutionSteps / ListPipelineExecutions, so the sagemaker backend
 can answer the same questions from the service."""
 
@@ -23,15 +23,16 @@ import subprocess
 import sys
 import time
 
-from ..backends.jobfolder import atomic_write_json, read_json
-from ..backends.processes import pid_alive
+from .jobfolder import atomic_write_json, read_json
+from .processes import pid_alive
+from ..contract import FOLDER_BACKENDS
 from ..errors import SmRMagicError
-from . import graph, names
-from .executor import Executor
+from ..workflow import definition as definitions
+from ..workflow import graph, names
+from .pipeline_executor import Executor
 
 ID_ALPHABET = string.ascii_lowercase + string.digits
 EXECUTION_TERMINAL = ("Succeeded", "Failed", "Stopped")
-LOCAL_BACKENDS = ("local", "docker")
 
 _runners = {}  # execution id -> Popen of its runner, so that finished runners are reaped
 
@@ -99,42 +100,15 @@ class ExecutionFolder:
                 if name != self.execution_id and os.path.isdir(os.path.join(parent, name))]
 
 
-def resolve_parameters(definition, given, backend=None):
-    """The execution's parameter values: each parameter's default, replaced by the given value. An unknown
-    name, or a parameter without default nor value, is one line. A value replacing a local path default is a
-    local path too: checked and made absolute by the backend, as a cell's --input is."""
-    declared = {p["Name"]: p for p in definition.get("Parameters") or []}
-    given = dict(given or {})
-    unknown = sorted(set(given) - set(declared))
-    if unknown:
-        raise SmRMagicError(f"unknown pipeline parameter(s) {', '.join(unknown)}: this pipeline's parameters are "
-                            f"{', '.join(declared) or 'none'}")
-    values = {}
-    for name, param in declared.items():
-        if name in given:
-            value = given[name]
-            value = os.fspath(value) if isinstance(value, os.PathLike) else value
-            default = param.get("DefaultValue")
-            if (backend is not None and isinstance(value, str) and isinstance(default, str)
-                    and default.startswith("/") and not value.startswith("s3://")):
-                value = backend.data_uri(value, f"parameter {name}")
-            values[name] = value if param.get("Type", "String") != "String" else str(value)
-        elif "DefaultValue" in param:
-            values[name] = param["DefaultValue"]
-        else:
-            raise SmRMagicError(f"pipeline parameter {name} has no default: give parameters={{'{name}': ...}}")
-    return values
-
-
 def start(backend, pipeline, definition, parameters=None):
     """Start an execution of `definition` on a local or docker backend, detached from this process; returns
     its ExecutionFolder at once. Bad input is one line and creates nothing."""
     names.check_pipeline_name(pipeline)
-    if backend.name not in LOCAL_BACKENDS:
+    if backend.name not in FOLDER_BACKENDS:
         raise SmRMagicError(f"the local executor runs pipelines on local and docker; {backend.name} runs "
                             "pipelines itself")
     graph.check(definition)
-    values = resolve_parameters(definition, parameters, backend)
+    values = definitions.resolve_parameters(definition, parameters, backend)
     backend.check_ready()
     root = backend.root
     while True:
@@ -166,7 +140,7 @@ def _spawn_runner(folder):
     package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
     with open(folder.file("runner.log"), "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "sm_r_magic.workflow.runner", folder.path],
+        proc = subprocess.Popen([sys.executable, "-m", "sm_r_magic.backends.pipeline_runner", folder.path],
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True)  # a kernel interrupt or restart must not reach it
     _runners[folder.execution_id] = proc

@@ -1,7 +1,7 @@
 """Runs one local pipeline execution to its end, detached from the kernel that started it.
 
-`python -m sm_r_magic.workflow.runner EXECUTION_FOLDER` rebuilds the backend from the settings recorded in
-state.json and runs the definition (executor.py). Because it owns the execution, a kernel interrupt or
+`python -m sm_r_magic.backends.pipeline_runner EXECUTION_FOLDER` rebuilds the backend from the settings recorded in
+state.json and runs the definition (pipeline_executor.py). Because it owns the execution, a kernel interrupt or
 restart neither stops nor orphans it: describe it again from its folder. SIGTERM stops it (its running step
 jobs are stopped, as StopPipelineExecution does)."""
 
@@ -15,7 +15,7 @@ import sys  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
 
-from .executions import ExecutionFolder  # noqa: E402
+from .folder_executions import ExecutionFolder  # noqa: E402
 
 
 def main(argv=None):
@@ -23,9 +23,9 @@ def main(argv=None):
     folder = ExecutionFolder(argv[0])
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        from ..backends import get_backend
+        from . import get_backend
         from ..config import RMagic
-        from .executor import Executor
+        from .pipeline_executor import Executor
 
         state = folder.state()
         backend = get_backend(state["Backend"], RMagic(**state["Settings"]))

@@ -21,13 +21,13 @@ import time
 import traceback
 
 from .. import spec
-from ..backends import jobfolder as jf
+from . import jobfolder as jf
 from ..contract import JOB_TERMINAL, NAME_KEY, STATUS_KEY
 from ..errors import SmRMagicError
 from ..jobs import Job
 from ..uris import is_s3, path_of
-from . import durations, expressions, graph
-from .registry import LocalModelRegistry
+from ..workflow import durations, expressions, graph
+from .local_registry import LocalModelRegistry
 
 JOB_KIND = {"Processing": "processing", "Training": "training"}
 # The request members whose change makes SageMaker run a cached step again ("Default cache key attributes by

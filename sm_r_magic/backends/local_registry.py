@@ -18,26 +18,15 @@ import os
 import re
 import time
 
-from ..backends.jobfolder import atomic_write_json, read_json
+from .jobfolder import atomic_write_json, read_json
 from ..errors import SmRMagicError
-from . import names
+from ..workflow import names
 
 REGISTRY_DIR = "model-registry"
 
 
 def _time(epoch):
     return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc) if epoch else None
-
-
-def parse_reference(text):
-    """'group' -> (group, None); 'group/3' -> (group, 3)."""
-    group, sep, version = str(text or "").partition("/")
-    names.check_group_name(group)
-    if not sep:
-        return group, None
-    if not re.fullmatch(r"[1-9]\d*", version):
-        raise SmRMagicError(f"model package {text!r}: write GROUP/VERSION with a version number, e.g. {group}/2")
-    return group, int(version)
 
 
 class LocalModelRegistry:
