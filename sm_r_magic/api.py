@@ -3,7 +3,6 @@
     job = sm_r_magic.train(code, name="mtcars-lm", channels={"train": "data/"}, hyperparameters={...})
 """
 
-import json
 import tarfile
 
 from . import config as config_module
@@ -268,12 +267,7 @@ def _check_saved_code(job, model_data, environment):
     if job is None:
         return  # a model.tar.gz given by location: the server reports what it lacks
     wanted = [p for p in (environment.get("SAGEMAKER_PROGRAM"),) + SAVED_PROGRAMS if p]
-    submitted = (job.describe(refresh=False).get("HyperParameters") or {}).get("sagemaker_submit_directory")
-    try:
-        code_uri = json.loads(submitted) if submitted else None
-    except ValueError:
-        code_uri = submitted
-    names = job.backend.code_files(code_uri) if isinstance(code_uri, str) else None
+    names = job.backend.code_files(job.code_uri) if job.code_uri else None
     if names is None or any(p in names for p in wanted):
         return
     if not model_data.startswith("s3://"):  # the training code may have written model/code/ itself

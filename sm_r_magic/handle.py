@@ -75,9 +75,10 @@ class Handle:
     terminal_statuses = ()
     max_age = 0.2  # properties read a description at most this old: one view refresh makes one describe call
 
-    def __init__(self, backend, name):
+    def __init__(self, backend, name, created=None):
         self.backend = backend
         self.name = name
+        self._created = created  # epoch seconds, when a listing already told (saves a describe)
         self._description = None
         self._described_at = 0.0
         self._log_cursor = None
@@ -139,6 +140,24 @@ class Handle:
     @property
     def failure_reason(self):
         return self._cached().get("FailureReason")
+
+    @property
+    def created(self):
+        """Creation time in epoch seconds (orders jobs, endpoints and executions of any backend together)."""
+        if self._created is None:
+            when = self._cached().get("CreationTime")
+            self._created = when.timestamp() if hasattr(when, "timestamp") else float(when or 0)
+        return self._created
+
+    @property
+    def elapsed(self):
+        """Seconds since creation (until the end once it has settled)."""
+        return self.snapshot(fetch="if-stale").elapsed()
+
+    @property
+    def local_folder(self):
+        """Where a local or docker backend keeps it (its job, endpoint or execution folder), else None."""
+        return self.snapshot(fetch="if-stale").local_folder
 
     # -- logs ----------------------------------------------------------------------------------------------
     def poll_logs(self):

@@ -6,7 +6,8 @@ import threading
 import time
 
 from .contract import JOB_TERMINAL as TERMINAL
-from .contract import KIND_LABEL, MODEL_ARTIFACT, OUTPUT_ARTIFACT, RESERVED_HP_PREFIX, STATUS_KEY
+from .contract import (CODE_INPUT, HP_SUBMIT_DIRECTORY, KIND_LABEL, MODEL_ARTIFACT, OUTPUT_ARTIFACT, RESERVED_HP_PREFIX,
+                       STATUS_KEY)
 from .spec import base_name, request_from_description
 from .handle import Handle, Snapshot, last_metric_values
 
@@ -48,9 +49,8 @@ class Job(Handle):
     terminal_statuses = TERMINAL
 
     def __init__(self, backend, kind, name, created=None):
-        super().__init__(backend, name)
+        super().__init__(backend, name, created)
         self.kind = kind
-        self._created = created  # epoch seconds, when a listing already told (saves a describe)
 
     def _fetch_description(self):
         return self.backend.describe_job(self.kind, self.name)
@@ -109,17 +109,25 @@ class Job(Handle):
         return decoded
 
     @property
+    def code_uri(self):
+        """Where the job's code (its sourcedir.tar.gz) is: the training job's sagemaker_submit_directory, or the
+        processing job's code input; None when the request names none."""
+        desc = self._cached()
+        if self.kind == "processing":
+            for item in desc.get("ProcessingInputs") or []:
+                if item.get("InputName") == CODE_INPUT:
+                    return (item.get("S3Input") or {}).get("S3Uri")
+            return None
+        submitted = (desc.get("HyperParameters") or {}).get(HP_SUBMIT_DIRECTORY)
+        try:
+            return json.loads(submitted) if submitted else None
+        except ValueError:
+            return submitted
+
+    @property
     def metric_regexes(self):
         """--metric definitions: name -> regex."""
         return _metric_regexes(self._cached())
-
-    @property
-    def created(self):
-        """Creation time in epoch seconds (for ordering jobs of any backend)."""
-        if self._created is None:
-            when = self._cached().get("CreationTime")
-            self._created = when.timestamp() if hasattr(when, "timestamp") else float(when or 0)
-        return self._created
 
     @property
     def start_time(self):
@@ -131,17 +139,8 @@ class Job(Handle):
         return _end_time(self._cached())
 
     @property
-    def elapsed(self):
-        """Seconds since creation (until the end once finished)."""
-        return self.snapshot(fetch="if-stale").elapsed()
-
-    @property
     def billable_seconds(self):
         return self._cached().get("BillableTimeInSeconds")
-
-    @property
-    def local_folder(self):
-        return self._cached().get("LocalJobFolder")
 
     def metrics(self, regexes=None):
         """The last value of each metric regex (group 1) in the logs, as a float; default: the job's --metric

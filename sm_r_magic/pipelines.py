@@ -10,13 +10,12 @@ registration and its inference code), before anything exists. A Pipeline remembe
 inference code as it was then; each run builds the definition from them again. API layer: it may choose views,
 never IPython."""
 
-import json
 import os
 import re
 import tarfile
 
 from . import config as config_module
-from . import rtools, sourcedir, spec, views
+from . import rtools, sourcedir, views
 from .backends import get_backend
 from .config import BACKENDS
 from .contract import ENV_PROGRAM, ENV_SUBMIT_DIRECTORY, FOLDER_BACKENDS, INFERENCE_PROGRAM
@@ -304,12 +303,7 @@ class _Inference:
 def _check_saved_code(job):
     """Without --inference, versions are served by the code saved with the model (the training code, copied to
     model/code/): it must hold deploy.R or inference.R, or the model.tar.gz of the cell's run must."""
-    submitted = (job.describe(refresh=False).get("HyperParameters") or {}).get(spec.HP_SUBMIT_DIRECTORY)
-    try:
-        code_uri = json.loads(submitted) if submitted else None
-    except ValueError:
-        code_uri = submitted
-    found = job.backend.code_files(code_uri) if isinstance(code_uri, str) else None
+    found = job.backend.code_files(job.code_uri) if job.code_uri else None
     if found is None or any(p in found for p in SAVED_PROGRAMS):
         return
     model = job.model_data

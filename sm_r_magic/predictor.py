@@ -154,14 +154,6 @@ class Predictor(Handle):
         return desc.get("LocalUrl") or desc.get("EndpointArn")
 
     @property
-    def local_folder(self):
-        return self._cached().get("LocalEndpointFolder")
-
-    @property
-    def elapsed(self):
-        return self.snapshot(fetch="if-stale").elapsed()
-
-    @property
     def transitions(self):
         return []
 

@@ -91,9 +91,8 @@ def release(proc):
         _owned.pop(proc.pid, None)
 
 
-def end(proc, grace=2.0):
-    """End one warm process: close its stdin (it ends itself on end-of-file), SIGTERM, SIGKILL after `grace`."""
-    release(proc)
+def _ask_to_end(proc):
+    """Close its stdin (a warm process ends itself on end-of-file) and send SIGTERM."""
     try:
         if proc.stdin is not None:
             proc.stdin.close()
@@ -102,12 +101,24 @@ def end(proc, grace=2.0):
     if proc.poll() is None:
         try:
             proc.terminate()
-            proc.wait(timeout=grace)
         except ProcessLookupError:
             pass
-        except Exception:  # subprocess.TimeoutExpired
-            proc.kill()
-            proc.wait(timeout=10)
+
+
+def _reap(proc, timeout):
+    """Wait for it to end; SIGKILL when it has not after `timeout` seconds."""
+    try:
+        proc.wait(timeout=max(0.0, timeout))
+    except Exception:  # subprocess.TimeoutExpired
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def end(proc, grace=2.0):
+    """End one warm process: close its stdin, SIGTERM, SIGKILL after `grace`."""
+    release(proc)
+    _ask_to_end(proc)
+    _reap(proc, grace)
 
 
 def owned(role=None):
@@ -119,21 +130,8 @@ def shutdown():
     """End every warm process this process owns (atexit; tests call it too). Idempotent."""
     procs = owned()
     for proc in procs:
-        try:
-            if proc.stdin is not None:
-                proc.stdin.close()
-        except OSError:
-            pass
-        if proc.poll() is None:
-            try:
-                proc.terminate()
-            except ProcessLookupError:
-                pass
+        _ask_to_end(proc)
     deadline = time.monotonic() + 5
     for proc in procs:
-        try:
-            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except Exception:
-            proc.kill()
-            proc.wait(timeout=10)
+        _reap(proc, deadline - time.monotonic())
         release(proc)

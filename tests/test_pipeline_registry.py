@@ -46,8 +46,8 @@ def test_approval_and_the_newest_approved_version(tmp_path):
     registry = LocalModelRegistry(tmp_path)
     for _ in range(3):
         registry.register(package_request())
-    with pytest.raises(SmRMagicError, match=r"no Approved version \(newest: 3, PendingManualApproval\): approve "
-                                            r"one, e.g. %r_approve mtcars-models/3"):
+    with pytest.raises(SmRMagicError, match=r"no version is Approved \(newest: mtcars-models/3, "
+                                            r"PendingManualApproval\): approve one with %r_approve mtcars-models/3"):
         registry.latest_approved("mtcars-models")
     registry.update_approval("mtcars-models", 1, "Approved")
     assert registry.latest_approved("mtcars-models")["ModelPackageVersion"] == 1
@@ -122,7 +122,7 @@ def test_bad_input_is_one_line_and_creates_nothing(tmp_path, call, message):
 def test_empty_groups_missing_versions_and_references(tmp_path):
     registry = LocalModelRegistry(tmp_path)
     registry.create_group("empty")
-    with pytest.raises(SmRMagicError, match="group empty has no versions: run the pipeline"):
+    with pytest.raises(SmRMagicError, match="empty: the group has no versions yet: run the pipeline"):
         registry.latest_approved("empty")
     registry.register(package_request(group="empty"))
     with pytest.raises(SmRMagicError, match=r"has no version 7 \(versions: 1\)"):

@@ -125,78 +125,71 @@ class Backend:
         names its inference code), for registering a model served with the same code."""
         raise NotImplementedError
 
-    # -- pipelines: the definition JSON CreatePipeline takes (workflow/definition.py) -----------------------
+    # -- pipelines and the model registry: each backend composes two parts, `pipelines` (start, describe, steps,
+    # stop, list, definition, job_from_arn) and `registry` (register, list, describe, update_approval,
+    # latest_approved); these methods are the interface the API and the handles call.
+    pipelines = None
+    registry = None
+
     def start_pipeline(self, pipeline_name, definition, parameters=None):
-        """Start an execution of `definition` (local and docker: backends/folder_executions.start; sagemaker: create or
+        """Start an execution of `definition` (local and docker: folder_executions.start; sagemaker: create or
         update the pipeline, then StartPipelineExecution) -> workflow.execution.PipelineExecution. Bad input
         (a name, an unknown parameter) is an SmRMagicError and starts nothing."""
-        raise NotImplementedError
+        return self.pipelines.start(pipeline_name, definition, parameters)
 
     def describe_pipeline_execution(self, pipeline_name, execution_id):
         """DescribePipelineExecution-shaped: PipelineArn, PipelineExecutionArn, PipelineExecutionDisplayName,
         PipelineExecutionStatus (Executing, Stopping, Stopped, Failed, Succeeded), FailureReason, CreationTime,
         LastModifiedTime (local and docker add EndTime, Parameters, Steps and LocalExecutionFolder)."""
-        raise NotImplementedError
+        return self.pipelines.describe(pipeline_name, execution_id)
 
     def list_pipeline_execution_steps(self, pipeline_name, execution_id):
         """ListPipelineExecutionSteps' PipelineExecutionSteps: the steps that started (StepName, StepStatus,
         StartTime, EndTime, FailureReason, CacheHitResult, Metadata {TrainingJob|ProcessingJob {Arn},
         Condition {Outcome}, RegisterModel {Arn}, Fail {ErrorMessage}})."""
-        raise NotImplementedError
+        return self.pipelines.steps(pipeline_name, execution_id)
 
     def stop_pipeline_execution(self, pipeline_name, execution_id):
         """Stop the execution: its running step jobs are stopped, nothing more starts."""
-        raise NotImplementedError
+        return self.pipelines.stop(pipeline_name, execution_id)
 
     def list_pipeline_executions(self, pipeline_name=None):
         """PipelineExecution handles of one pipeline (or of every pipeline), oldest first."""
-        return []
+        return self.pipelines.list(pipeline_name) if self.pipelines is not None else []
 
     def pipeline_execution_definition(self, pipeline_name, execution_id):
         """The definition dict that execution runs."""
-        raise NotImplementedError
+        return self.pipelines.definition(pipeline_name, execution_id)
 
     def job_from_arn(self, arn):
         """The jobs.Job a pipeline step ran, from its ARN ("arn:aws:sagemaker:...:training-job/NAME", or the
         local backends' "local:training-job/NAME")."""
-        raise NotImplementedError
+        return self.pipelines.job_from_arn(arn)
 
-    # -- the model registry (CreateModelPackage requests; answers shaped like DescribeModelPackage) ----------
     def register_model_package(self, request):
         """Add a version from a CreateModelPackage request (the group is created when missing); returns its
         DescribeModelPackage-shaped answer."""
-        raise NotImplementedError
+        return self.registry.register(request)
 
     def list_model_packages(self, group):
         """The group's versions, newest first, each DescribeModelPackage-shaped (ModelPackageGroupName,
         ModelPackageVersion, ModelPackageArn, ModelApprovalStatus, CreationTime, InferenceSpecification,
         ModelMetrics, MetadataProperties {GeneratedBy}, CustomerMetadataProperties). A group that does not
         exist is an SmRMagicError."""
-        raise NotImplementedError
+        return self.registry.list(group)
 
     def describe_model_package(self, group, version):
         """One version, DescribeModelPackage-shaped; a missing group or version is an SmRMagicError."""
-        raise NotImplementedError
+        return self.registry.describe(group, version)
 
-    def update_model_package_approval(self, group, version, status):
+    def update_model_package_approval(self, group, version, status, description=None):
         """Set the approval (Approved, Rejected, PendingManualApproval); returns the version's new answer."""
-        raise NotImplementedError
+        return self.registry.update_approval(group, version, status, description)
 
     def latest_approved_model_package(self, group):
         """The newest Approved version of a group (DescribeModelPackage-shaped); an empty group, or one without an
-        Approved version, is one line saying what to do. Backends may answer it more cheaply."""
-        packages = sorted(self.list_model_packages(group), key=lambda p: p["ModelPackageVersion"], reverse=True)
-        if not packages:
-            raise SmRMagicError(f"--model-package {group}: the group has no versions yet: run the pipeline that "
-                                "registers into it first")
-        approved = [p for p in packages if p["ModelApprovalStatus"] == "Approved"]
-        if not approved:
-            newest = packages[0]
-            raise SmRMagicError(f"--model-package {group}: no version is Approved (newest: {group}/"
-                                f"{newest['ModelPackageVersion']}, {newest['ModelApprovalStatus']}): approve one "
-                                f"with %r_approve {group}/{newest['ModelPackageVersion']}, or name a version")
-        return approved[0]
-
+        Approved version, is one line saying what to do."""
+        return self.registry.latest_approved(group)
 
 def local_model_tarball(uri):
     """--model given as a local path: an existing, readable gzip tar whose members are safe to extract

@@ -20,6 +20,7 @@ from .base import Backend, local_model_tarball
 from .folder_endpoints import FolderEndpoints
 from .folder_jobs import FolderJobs
 from .folder_pipelines import FolderPipelines
+from .local_registry import LocalModelRegistry
 
 
 KERNEL_FILESYSTEMS = ("/proc", "/sys")
@@ -46,6 +47,11 @@ class FolderBackend(Backend):
         self.jobs = FolderJobs(self, self.jobs_subdir, self.launcher)
         self.endpoints = FolderEndpoints(self, self.endpoints_subdir, self.launcher)
         self.pipelines = FolderPipelines(self)
+
+    @property
+    def registry(self):
+        """The local model registry under the local root (a setting: it may change)."""
+        return LocalModelRegistry(self.root)
 
     @property
     def root(self):
@@ -184,37 +190,3 @@ class FolderBackend(Backend):
         if not requests:
             raise SmRMagicError(f"no {self.name} endpoint named {name} under {self.endpoints.endpoints_dir}")
         return requests["model"]
-
-    # -- pipelines and the model registry (folder_pipelines.py) -------------------------------------------
-    def start_pipeline(self, pipeline_name, definition, parameters=None):
-        return self.pipelines.start(pipeline_name, definition, parameters)
-
-    def describe_pipeline_execution(self, pipeline_name, execution_id):
-        return self.pipelines.describe(pipeline_name, execution_id)
-
-    def list_pipeline_execution_steps(self, pipeline_name, execution_id):
-        return self.pipelines.list_steps(pipeline_name, execution_id)
-
-    def stop_pipeline_execution(self, pipeline_name, execution_id):
-        return self.pipelines.stop(pipeline_name, execution_id)
-
-    def list_pipeline_executions(self, pipeline_name=None):
-        return self.pipelines.list(pipeline_name)
-
-    def pipeline_execution_definition(self, pipeline_name, execution_id):
-        return self.pipelines.definition(pipeline_name, execution_id)
-
-    def job_from_arn(self, arn):
-        return self.pipelines.job_from_arn(arn)
-
-    def register_model_package(self, request):
-        return self.pipelines.register(request)
-
-    def list_model_packages(self, group):
-        return self.pipelines.list_packages(group)
-
-    def describe_model_package(self, group, version):
-        return self.pipelines.describe_package(group, version)
-
-    def update_model_package_approval(self, group, version, status):
-        return self.pipelines.update_approval(group, version, status)

@@ -14,7 +14,6 @@ import re
 
 from ..errors import SmRMagicError
 from . import folder_executions as executions
-from .local_registry import LocalModelRegistry
 
 _JOB_ARN = re.compile(r"^local:(training|processing)-job/([A-Za-z0-9-]+)$")
 _EXECUTION_ID = re.compile(r"^[a-z0-9]{12}$")
@@ -27,10 +26,6 @@ class FolderPipelines:
     @property
     def root(self):
         return self.backend.root  # a setting: it may change
-
-    @property
-    def registry(self):
-        return LocalModelRegistry(self.root)
 
     # -- executions ----------------------------------------------------------------------------------------
     def _execution(self, pipeline_name, execution_id, created=None):
@@ -57,7 +52,7 @@ class FolderPipelines:
     def describe(self, pipeline_name, execution_id):
         return executions.describe(self.folder(pipeline_name, execution_id))
 
-    def list_steps(self, pipeline_name, execution_id):
+    def steps(self, pipeline_name, execution_id):
         return executions.list_steps(self.folder(pipeline_name, execution_id))["PipelineExecutionSteps"]
 
     def stop(self, pipeline_name, execution_id):
@@ -102,18 +97,3 @@ class FolderPipelines:
             raise SmRMagicError(f"{arn!r} is not a {self.backend.name} job (local:training-job/NAME or "
                                 "local:processing-job/NAME)")
         return Job(self.backend, match.group(1), match.group(2))
-
-    # -- the model registry --------------------------------------------------------------------------------
-    def register(self, request):
-        return self.registry.register(request)
-
-    def list_packages(self, group):
-        registry = self.registry
-        registry.describe_group(group)  # one line when there is no such group
-        return [registry.describe(group, version) for version in registry.versions(group)]
-
-    def describe_package(self, group, version):
-        return self.registry.describe(group, version)
-
-    def update_approval(self, group, version, status):
-        return self.registry.update_approval(group, version, status)

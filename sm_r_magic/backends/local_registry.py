@@ -15,7 +15,6 @@ the same interface from the real registry."""
 import datetime
 import fcntl
 import os
-import re
 import time
 
 from .jobfolder import atomic_write_json, read_json
@@ -162,19 +161,24 @@ class LocalModelRegistry:
             atomic_write_json(path, record)
         return self.describe(group, version)
 
+    def list(self, group):
+        """Every version of a group, newest first, DescribeModelPackage-shaped (a missing group is one line)."""
+        self.describe_group(group)
+        return [self.describe(group, version) for version in self.versions(group)]
+
     def latest_approved(self, group):
         """The newest Approved version (what --model-package GROUP deploys)."""
         versions = self.versions(group) if self.describe_group(group) else []
         if not versions:
-            raise SmRMagicError(f"model package group {group} has no versions: run the pipeline that registers "
-                                "into it first")
+            raise SmRMagicError(f"--model-package {group}: the group has no versions yet: run the pipeline that "
+                                "registers into it first")
         for version in versions:
             described = self.describe(group, version)
             if described["ModelApprovalStatus"] == "Approved":
                 return described
-        raise SmRMagicError(f"model package group {group} has no Approved version (newest: {versions[0]}, "
-                            f"{self.describe(group, versions[0])['ModelApprovalStatus']}): approve one, e.g. "
-                            f"%r_approve {group}/{versions[0]}")
+        newest = self.describe(group, versions[0])["ModelApprovalStatus"]
+        raise SmRMagicError(f"--model-package {group}: no version is Approved (newest: {group}/{versions[0]}, "
+                            f"{newest}): approve one with %r_approve {group}/{versions[0]}, or name a version")
 
     def _locked(self, group):
         return _FileLock(os.path.join(self._group_dir(group), ".lock"))

@@ -466,28 +466,6 @@ class SageMakerBackend(Backend):
         return [self._predictor(e["EndpointName"]) for e in reversed(response.get("Endpoints", []))]
 
     # -- pipelines (sagemaker_pipelines.py) ----------------------------------------------------------------
-    def start_pipeline(self, pipeline_name, definition, parameters=None):
-        """Upsert the pipeline (CreatePipeline, else UpdatePipeline; RoleArn the backend's role) and start an
-        execution with `parameters` (local paths given for data parameters are uploaded) -> PipelineExecution.
-        The definition must be one for SageMaker: one built from local cells goes through pipeline.retarget
-        first, and the files it staged are uploaded with upload(None, staged) before this call."""
-        return self.pipelines.start(pipeline_name, definition, parameters)
-
-    def describe_pipeline_execution(self, pipeline_name, execution_id):
-        return self.pipelines.describe(pipeline_name, execution_id)
-
-    def list_pipeline_execution_steps(self, pipeline_name, execution_id):
-        return self.pipelines.steps(pipeline_name, execution_id)
-
-    def stop_pipeline_execution(self, pipeline_name, execution_id):
-        return self.pipelines.stop(pipeline_name, execution_id)
-
-    def list_pipeline_executions(self, pipeline_name=None):
-        return self.pipelines.list(pipeline_name)
-
-    def pipeline_execution_definition(self, pipeline_name, execution_id):
-        return self.pipelines.definition(pipeline_name, execution_id)
-
     def pipeline_definition(self, pipeline_name):
         """The pipeline's definition as SageMaker has it now (DescribePipeline)."""
         return self.pipelines.pipeline_definition(pipeline_name)
@@ -495,19 +473,3 @@ class SageMakerBackend(Backend):
     def default_checkpoint_uri(self, step_name):
         """Where a pipeline step whose cell kept its checkpoints locally keeps them on SageMaker."""
         return self.staging.uri("checkpoints", step_name)
-
-    # -- model registry (sagemaker_registry.py) -------------------------------------------------------------
-    def register_model_package(self, request):
-        return self.registry.register(request)
-
-    def list_model_packages(self, group):
-        return self.registry.list(group)
-
-    def describe_model_package(self, group, version):
-        return self.registry.describe(group, version)
-
-    def update_model_package_approval(self, group, version, status, description=None):
-        return self.registry.update_approval(group, version, status, description)
-
-    def latest_approved_model_package(self, group):
-        return self.registry.latest_approved(group)

@@ -92,12 +92,7 @@ class SageMakerPipelines:
         """PipelineParameters for the given values, and the local data to upload for them. An unknown name is
         one line; a local path given for a data parameter (its default is an s3:// URI) is staged to S3 like a
         cell's --input; parameters not given keep their defaults (SageMaker fills them in)."""
-        declared = {p["Name"]: p for p in definition.get("Parameters") or []}
-        given = dict(parameters or {})
-        unknown = sorted(set(given) - set(declared))
-        if unknown:
-            raise SmRMagicError(f"unknown pipeline parameter(s) {', '.join(unknown)}: this pipeline's parameters "
-                                f"are {', '.join(declared) or 'none'}")
+        declared, given = definitions.declared_parameters(definition, parameters)
         values, staged = [], []
         for name, value in given.items():
             value = _text(value)

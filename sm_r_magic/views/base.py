@@ -286,6 +286,62 @@ class HandleView(TextPart, widgets.VBox):
         return f"<{type(self).__name__} {self.handle.name}: {self.status}>"
 
 
+class WaitingNote:
+    """For a view that watch() waits on in the foreground (jobs, pipeline executions): while it waits, say how to
+    get the cell back (buttons are handled once the kernel is free again: it runs one request at a time); Ctrl-C
+    detaches, and the view keeps updating from the poller thread. `what` names the handle in those lines."""
+
+    what = "job"
+    stop_consequence = "R gets SIGTERM; the job ends as Stopped."
+    _waiting = False
+    _stopping = False
+
+    def update(self):
+        if not self._waiting:
+            self._waiting = True
+            self.set_note(f"waiting for the {self.what} in this cell · interrupt the kernel (■) to get the cell "
+                          f"back: the {self.what} keeps running and this view keeps updating")
+        self.refresh()
+
+    def finish(self):
+        self.refresh()
+        if self._waiting:
+            self._waiting = False
+            self.set_note("")
+        super().finish()
+
+    def detached(self):
+        self._waiting = False
+        self.set_note(f"detached: the {self.what} keeps running and this view keeps updating; re-attach with "
+                      f"%r_attach {esc(self.handle.name)}")
+        self.follow()
+
+    @locked
+    def _ask_stop(self, _button=None):
+        if self.handle.done:
+            return
+        self.stop_button.disabled = True
+        self.confirm.ask(f"Stop <b>{esc(self.handle.name)}</b>? {self.stop_consequence}",
+                         on_cancel=lambda: setattr(self.stop_button, "disabled", self.handle.done))
+
+    def _do_stop(self):
+        if not self.act(lambda: self.handle.stop(wait=False), "stop", self.stop_button):
+            return
+        self._stopping = True
+        self.refresh()
+        self.follow()
+
+    def settled_controls(self, snap):
+        """Once the handle has settled: no confirm prompt, no stop button, no leftover detach note."""
+        self.stop_button.disabled = snap.terminal or self._stopping
+        self.stop_button.layout.display = "none" if snap.terminal else ""
+        if snap.terminal:
+            self.confirm.close_prompt()
+            if self.note and not self._waiting:
+                self.note = ""
+                self.message.value = ""
+
+
 def elapsed_text(snap, now):
     verb = "took" if snap.terminal else "elapsed"
     return f"{verb} {fmt_duration(snap.elapsed(now))}"

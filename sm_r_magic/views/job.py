@@ -3,7 +3,7 @@ the R error, metrics, the log tail, Stop (with confirmation) and "Show all logs"
 
 import ipywidgets as widgets
 
-from .base import Confirm, HandleView, batched, button, elapsed_text, locked, logs_toggle, row
+from .base import WaitingNote, Confirm, HandleView, batched, button, elapsed_text, locked, logs_toggle, row
 from .html import esc, fmt_duration, kv_table, log_html, timeline_html
 from .text import reason_in_log
 
@@ -11,11 +11,8 @@ TAIL_LINES = 15
 FAILURE_TAIL_LINES = 40
 MAX_LOG_LINES = 20000  # the "all logs" view shows at most this many (the newest)
 
-WAITING_NOTE = ("waiting for the job in this cell · interrupt the kernel (■) to get the cell back: the job keeps "
-                "running and this view keeps updating")
 
-
-class JobView(HandleView):
+class JobView(WaitingNote, HandleView):
     """Progress of one job; watch() drives it in the foreground, the poller thread in the background."""
 
     css_class = "smr-job-widget"
@@ -23,7 +20,6 @@ class JobView(HandleView):
     def __init__(self, job, tail_lines=TAIL_LINES, **kwargs):
         self.tail_lines = tail_lines
         self._stopping = False
-        self._waiting = False
         super().__init__(job, **kwargs)
 
     job = property(lambda self: self.handle)
@@ -41,29 +37,6 @@ class JobView(HandleView):
         self.stop_button.on_click(self._ask_stop)
         self.logs_button.observe(self._toggle_logs, names="value")
         return [self.timeline, self.details, self.log_view, self.buttons]
-
-    # -- the progress protocol ---------------------------------------------------------------------------
-    def update(self):
-        """watch() waits in the foreground: say how to get the cell back (buttons are handled once the kernel
-        is free again, since the kernel runs one request at a time)."""
-        if not self._waiting:
-            self._waiting = True
-            self.set_note(WAITING_NOTE)
-        self.refresh()
-
-    def finish(self):
-        self.refresh()
-        if self._waiting:
-            self._waiting = False
-            self.set_note("")
-        super().finish()
-
-    def detached(self):
-        """Ctrl-C while waiting: the job keeps running and the poller keeps this view up to date."""
-        self._waiting = False
-        self.set_note(f"detached: the job keeps running and this view keeps updating; re-attach with "
-                      f"%r_attach {esc(self.handle.name)}")
-        self.follow()
 
     # -- drawing -----------------------------------------------------------------------------------------
     def render_clock(self, snap, now):
@@ -96,13 +69,7 @@ class JobView(HandleView):
                                                ' · "Show all logs" shows the rest')
         tail = FAILURE_TAIL_LINES if snap.status == "Failed" else self.tail_lines
         self.logs_button.layout.display = "" if self.logs_button.value or len(lines) > tail else "none"
-        self.stop_button.disabled = snap.terminal or self._stopping
-        self.stop_button.layout.display = "none" if snap.terminal else ""
-        if snap.terminal:
-            self.confirm.close_prompt()
-            if self.note and not self._waiting:
-                self.note = ""
-                self.message.value = ""
+        self.settled_controls(snap)
 
     def _log_limit(self, snap, count):
         if self.logs_button.value:
@@ -150,21 +117,6 @@ class JobView(HandleView):
         return (self.snapshot or self.handle.snapshot()).metrics()
 
     # -- buttons -------------------------------------------------------------------------------------------
-    @locked
-    def _ask_stop(self, _button=None):
-        if self.handle.done:
-            return
-        self.stop_button.disabled = True
-        self.confirm.ask(f"Stop <b>{esc(self.handle.name)}</b>? R gets SIGTERM; the job ends as Stopped.",
-                         on_cancel=lambda: setattr(self.stop_button, "disabled", self.handle.done))
-
-    def _do_stop(self):
-        if not self.act(lambda: self.handle.stop(wait=False), "stop", self.stop_button):
-            return
-        self._stopping = True
-        self.refresh()
-        self.follow()
-
     @locked
     def _toggle_logs(self, change):
         self.logs_button.description = f"Show last {self.tail_lines} lines" if change["new"] else "Show all logs"

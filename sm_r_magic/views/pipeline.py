@@ -4,15 +4,12 @@ the parameters, Stop (with confirmation), and a button per job step that opens t
 
 import ipywidgets as widgets
 
-from .base import Confirm, HandleView, batched, button, elapsed_text, error_html, locked, row
+from .base import WaitingNote, Confirm, HandleView, batched, button, elapsed_text, error_html, locked, row
 from .html import esc, kv_table
 from .job import JobView
 from .step_graph import StepGraph, svg
 
 JOB_TYPES = ("Processing", "Training")
-WAITING_NOTE = ("waiting for the pipeline execution in this cell · interrupt the kernel (■) to get the cell back: "
-                "it keeps running and this view keeps updating")
-
 
 def show_html(widget, value):
     """An HTML part that takes no room while it is empty."""
@@ -20,11 +17,13 @@ def show_html(widget, value):
     widget.layout.display = "" if value else "none"
 
 
-class PipelineView(HandleView):
+class PipelineView(WaitingNote, HandleView):
     """Progress of one pipeline execution; watch() drives it in the foreground, the poller thread in the
     background. Every step's state, the arrows and the open step are fields; the HTML is drawn from them."""
 
     css_class = "smr-pipeline-widget"
+    what = "pipeline execution"
+    stop_consequence = "Running steps' jobs get SIGTERM, no further step starts; the execution ends as Stopped."
 
     def __init__(self, execution, **kwargs):
         self.step_graph = None     # the definition's steps, layers and edges (read once: they never change)
@@ -33,7 +32,6 @@ class PipelineView(HandleView):
         self.parameters = None     # name -> value (an execution's parameters never change)
         self.open_step = None      # the step whose job view is shown below the graph
         self._stopping = False
-        self._waiting = False
         super().__init__(execution, **kwargs)
 
     @property
@@ -61,26 +59,6 @@ class PipelineView(HandleView):
         return [self.graph_html, self.failure_html, self.parameters_html, self.buttons, self.steps_row,
                 self.job_box]
 
-    # -- the progress protocol ---------------------------------------------------------------------------
-    def update(self):
-        if not self._waiting:
-            self._waiting = True
-            self.set_note(WAITING_NOTE)
-        self.refresh()
-
-    def finish(self):
-        self.refresh()
-        if self._waiting:
-            self._waiting = False
-            self.set_note("")
-        super().finish()
-
-    def detached(self):
-        self._waiting = False
-        self.set_note(f"detached: the execution keeps running and this view keeps updating; re-attach with "
-                      f"%r_attach {esc(self.handle.name)}")
-        self.follow()
-
     # -- drawing -----------------------------------------------------------------------------------------
     def refresh(self, fetch=True):
         """Describe the execution and its steps, but read no log: the graph shows none (a step's job view reads
@@ -99,14 +77,8 @@ class PipelineView(HandleView):
         for name, step_button in self.step_buttons.items():
             step_button.disabled = not self.states[name].has_job
             step_button.button_style = "info" if name == self.open_step else ""
-        self.stop_button.disabled = snap.terminal or self._stopping
-        self.stop_button.layout.display = "none" if snap.terminal else ""
+        self.settled_controls(snap)
         self.buttons.layout.display = "none" if snap.terminal else ""  # an empty row would leave a gap
-        if snap.terminal:
-            self.confirm.close_prompt()
-            if self.note and not self._waiting:
-                self.note = ""
-                self.message.value = ""
 
     def render_clock(self, snap, now):
         """The elapsed time and the running steps' durations advance (no backend call)."""
@@ -167,19 +139,3 @@ class PipelineView(HandleView):
         with batched(self):
             for step_name, step_button in self.step_buttons.items():
                 step_button.button_style = "info" if step_name == self.open_step else ""
-
-    @locked
-    def _ask_stop(self, _button=None):
-        if self.handle.done:
-            return
-        self.stop_button.disabled = True
-        self.confirm.ask(f"Stop <b>{esc(self.handle.name)}</b>? Running steps' jobs get SIGTERM, no further step "
-                         "starts; the execution ends as Stopped.",
-                         on_cancel=lambda: setattr(self.stop_button, "disabled", self.handle.done))
-
-    def _do_stop(self):
-        if not self.act(lambda: self.handle.stop(wait=False), "stop", self.stop_button):
-            return
-        self._stopping = True
-        self.refresh()
-        self.follow()

@@ -370,16 +370,23 @@ def _output_artifact(request):
     return model[: -len("model.tar.gz")] + "output.tar.gz" if model else None
 
 
-def resolve_parameters(definition, given, backend=None):
-    """The execution's parameter values: each parameter's default, replaced by the given value. An unknown
-    name, or a parameter without default nor value, is one line. A value replacing a local path default is a
-    local path too: checked and made absolute by the backend, as a cell's --input is."""
+def declared_parameters(definition, given):
+    """The definition's parameters by name, and the given values as a dict; a given name the definition does
+    not declare is one line."""
     declared = {p["Name"]: p for p in definition.get("Parameters") or []}
     given = dict(given or {})
     unknown = sorted(set(given) - set(declared))
     if unknown:
         raise SmRMagicError(f"unknown pipeline parameter(s) {', '.join(unknown)}: this pipeline's parameters are "
                             f"{', '.join(declared) or 'none'}")
+    return declared, given
+
+
+def resolve_parameters(definition, given, backend=None):
+    """The execution's parameter values: each parameter's default, replaced by the given value. An unknown
+    name, or a parameter without default nor value, is one line. A value replacing a local path default is a
+    local path too: checked and made absolute by the backend, as a cell's --input is."""
+    declared, given = declared_parameters(definition, given)
     values = {}
     for name, param in declared.items():
         if name in given:

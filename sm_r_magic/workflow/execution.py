@@ -36,33 +36,14 @@ class PipelineExecution(Handle):
     max_age = 0.5
 
     def __init__(self, backend, pipeline_name, execution_id, created=None):
-        super().__init__(backend, execution_id)
+        super().__init__(backend, execution_id, created)
         self.pipeline_name = pipeline_name
-        self._created = created  # epoch seconds, when a listing already told (saves a describe)
         self._definition = None
         self._step_cursors = {}  # step name -> log cursor of its job
 
     @property
     def execution_id(self):
         return self.name
-
-    @property
-    def created(self):
-        """Creation time in epoch seconds (orders executions among jobs, as Job.created does)."""
-        if self._created is None:
-            when = self._cached().get("CreationTime")
-            self._created = when.timestamp() if hasattr(when, "timestamp") else float(when or 0)
-        return self._created
-
-    @property
-    def elapsed(self):
-        """Seconds since the execution started (until its end once it has ended)."""
-        return self.snapshot(fetch="if-stale").elapsed()
-
-    @property
-    def local_folder(self):
-        """The execution's folder (local and docker backends), else None."""
-        return self._cached().get("LocalExecutionFolder")
 
     def _fetch_description(self):
         return self.backend.describe_pipeline_execution(self.pipeline_name, self.name)
