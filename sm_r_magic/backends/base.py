@@ -66,68 +66,82 @@ class Backend:
         except (OSError, SmRMagicError, tarfile.TarError):
             return None
 
+    # -- jobs, endpoints, pipelines and the model registry: each backend composes four parts, `jobs` (submit,
+    # describe, read_logs, stop, list, from_arn), `endpoints` (deploy, describe, invoke, example, read_logs,
+    # delete, list, model_request), `pipelines` (start, describe, steps, stop, list, definition) and `registry`
+    # (register, list, describe, update_approval, latest_approved); the methods below are the interface the API
+    # and the handles call, so that a backend class keeps only what its parts share (session, staging, attach).
+    jobs = None
+    endpoints = None
+
     def submit(self, kind, request):
         """Create the job (CreateTrainingJob / CreateProcessingJob) -> jobs.Job."""
-        raise NotImplementedError
+        return self.jobs.submit(kind, request)
 
     def describe_job(self, kind, name):
         """DescribeTrainingJob / DescribeProcessingJob-shaped dict."""
-        raise NotImplementedError
+        return self.jobs.describe(kind, name)
 
     def read_logs(self, kind, name, cursor=None):
         """New log lines since `cursor` -> (lines, cursor)."""
-        raise NotImplementedError
+        return self.jobs.read_logs(kind, name, cursor)
 
     def stop_job(self, kind, name):
-        raise NotImplementedError
+        """Stop a running job (its R gets SIGTERM); False when it had already ended."""
+        return self.jobs.stop(kind, name)
 
     def list_jobs(self):
-        return []
+        """The recent jobs, oldest first (jobs.Job handles)."""
+        return self.jobs.list() if self.jobs is not None else []
+
+    def job_from_arn(self, arn):
+        """The jobs.Job a pipeline step ran, from its ARN ("arn:aws:sagemaker:...:training-job/NAME", or the
+        local backends' "local:training-job/NAME")."""
+        return self.jobs.from_arn(arn)
 
     def attach(self, name):
         """A Job or Predictor by name (exact, or the latest starting with `name-`), or a pipeline execution
         (workflow.execution.PipelineExecution) by its execution id."""
         raise NotImplementedError
 
-    # -- endpoints: the requests of spec.model_request / endpoint_config_request / endpoint_request ---------
+    # endpoints: the requests of spec.model_request / endpoint_config_request / endpoint_request
     def deploy(self, requests, keep=False):
         """Create model, endpoint config and endpoint from {"model": ..., "endpoint_config": ...,
         "endpoint": ...}; returns a predictor.Predictor at once (status Creating)."""
-        raise NotImplementedError
+        return self.endpoints.deploy(requests, keep=keep)
 
     def describe_endpoint(self, name):
         """DescribeEndpoint-shaped dict: EndpointStatus (Creating, InService, Failed, Deleting, ...),
         FailureReason, CreationTime; local backends add LocalUrl."""
-        raise NotImplementedError
+        return self.endpoints.describe(name)
 
     def invoke_endpoint(self, name, body, content_type, accept):
         """POST /invocations (InvokeEndpoint) -> (response bytes, response content type).
         Raises predictor.InvocationError with the status code and the body on errors."""
-        raise NotImplementedError
+        return self.endpoints.invoke(name, body, content_type, accept)
 
     def endpoint_example(self, name, content_type):
         """A request body the endpoint's model takes (a row of its own inputs), or None when the backend cannot
         ask (SageMaker routes only /ping and /invocations to a container)."""
-        return None
+        return self.endpoints.example(name, content_type)
 
     def read_endpoint_logs(self, name, cursor=None):
-        return [], cursor
+        return self.endpoints.read_logs(name, cursor)
 
     def delete_endpoint(self, name):
         """Delete the endpoint, its endpoint config and its model."""
-        raise NotImplementedError
+        return self.endpoints.delete(name)
 
     def list_endpoints(self):
-        return []
+        """The live endpoints, oldest first (predictor.Predictor handles)."""
+        return self.endpoints.list() if self.endpoints is not None else []
 
     def endpoint_model_request(self, name):
         """The CreateModel request of an endpoint (its PrimaryContainer: image, model data, the environment that
         names its inference code), for registering a model served with the same code."""
-        raise NotImplementedError
+        return self.endpoints.model_request(name)
 
-    # -- pipelines and the model registry: each backend composes two parts, `pipelines` (start, describe, steps,
-    # stop, list, definition, job_from_arn) and `registry` (register, list, describe, update_approval,
-    # latest_approved); these methods are the interface the API and the handles call.
+    # pipelines and the model registry
     pipelines = None
     registry = None
 
@@ -161,11 +175,6 @@ class Backend:
         """The definition dict that execution runs."""
         return self.pipelines.definition(pipeline_name, execution_id)
 
-    def job_from_arn(self, arn):
-        """The jobs.Job a pipeline step ran, from its ARN ("arn:aws:sagemaker:...:training-job/NAME", or the
-        local backends' "local:training-job/NAME")."""
-        return self.pipelines.job_from_arn(arn)
-
     def register_model_package(self, request):
         """Add a version from a CreateModelPackage request (the group is created when missing); returns its
         DescribeModelPackage-shaped answer."""
@@ -190,6 +199,7 @@ class Backend:
         """The newest Approved version of a group (DescribeModelPackage-shaped); an empty group, or one without an
         Approved version, is one line saying what to do."""
         return self.registry.latest_approved(group)
+
 
 def local_model_tarball(uri):
     """--model given as a local path: an existing, readable gzip tar whose members are safe to extract

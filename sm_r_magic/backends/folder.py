@@ -122,22 +122,6 @@ class FolderBackend(Backend):
         os.replace(tmp, path)
         return path
 
-    # -- jobs --------------------------------------------------------------------------------------------
-    def submit(self, kind, request):
-        return self.jobs.submit(kind, request)
-
-    def describe_job(self, kind, name):
-        return self.jobs.describe(kind, name)
-
-    def read_logs(self, kind, name, cursor=None):
-        return self.jobs.read_logs(name, cursor)
-
-    def stop_job(self, kind, name):
-        return self.jobs.stop(name)
-
-    def list_jobs(self):
-        return self.jobs.list()
-
     def attach(self, name):
         """A job or endpoint by its exact name, a pipeline execution by its id, or the latest job or live endpoint
         whose name starts with `name-` (the base name given with --name). An attached endpoint is not deleted
@@ -159,34 +143,3 @@ class FolderBackend(Backend):
             raise SmRMagicError(f"no {self.name} job named {name} (nor endpoint) under {self.root}: "
                                 "list them with %r_jobs or sm-r-magic jobs")
         return max(matches, key=lambda item: item[0])[1]
-
-    # -- endpoints ---------------------------------------------------------------------------------------
-    def deploy(self, requests, keep=False):
-        self.check_ready()
-        return self.endpoints.deploy(requests, keep=keep)
-
-    def describe_endpoint(self, name):
-        return self.endpoints.describe(name)
-
-    def invoke_endpoint(self, name, body, content_type, accept):
-        return self.endpoints.invoke(name, body, content_type, accept)
-
-    def endpoint_example(self, name, content_type):
-        return self.endpoints.example(name, content_type)
-
-    def read_endpoint_logs(self, name, cursor=None):
-        return self.endpoints.read_logs(name, cursor)
-
-    def delete_endpoint(self, name):
-        return self.endpoints.delete(name)
-
-    def list_endpoints(self, include_deleted=False):
-        return self.endpoints.list(include_deleted)
-
-    def endpoint_model_request(self, name):
-        from .jobfolder import read_json
-
-        requests = read_json(os.path.join(self.endpoints.folder(name).path, "requests.json"))
-        if not requests:
-            raise SmRMagicError(f"no {self.name} endpoint named {name} under {self.endpoints.endpoints_dir}")
-        return requests["model"]

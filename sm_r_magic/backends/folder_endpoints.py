@@ -56,6 +56,7 @@ class FolderEndpoints:
     def deploy(self, requests, keep=False):
         from ..predictor import Predictor
 
+        self.backend.check_ready()
         model, endpoint = requests["model"], requests["endpoint"]
         name = endpoint["EndpointName"]
         folder = self.folder(name)
@@ -167,6 +168,12 @@ class FolderEndpoints:
         self.connections.close(name)
         self.launcher.stop_server(folder, state)
         self.launcher.retire(folder)
+
+    def model_request(self, name):
+        requests = jf.read_json(os.path.join(self.folder(name).path, "requests.json"))
+        if not requests:
+            raise SmRMagicError(f"no {self.backend.name} endpoint named {name} under {self.endpoints_dir}")
+        return requests["model"]
 
     def list(self, include_deleted=False):
         from ..predictor import Predictor

@@ -5,6 +5,7 @@ folder, so a job is found again after a kernel restart."""
 
 import datetime
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -17,6 +18,8 @@ from ..errors import SmRMagicError
 from ..paths import CONTAINER_DIR
 from . import jobfolder as jf
 from .processes import pid_alive, read_new_lines
+
+_JOB_ARN = re.compile(r"^local:(training|processing)-job/([A-Za-z0-9-]+)$")
 
 
 def runner_environment():
@@ -161,10 +164,10 @@ class FolderJobs:
                 desc["ExitMessage"] = state["failure_reason"]
         return desc
 
-    def read_logs(self, name, cursor=None):
+    def read_logs(self, kind, name, cursor=None):
         return read_new_lines(self.folder(name).log_file, cursor)
 
-    def stop(self, name):
+    def stop(self, kind, name):
         folder, state = self.state(name)
         if state.get("status") != "InProgress":
             return False
@@ -197,6 +200,16 @@ class FolderJobs:
             return Job(self.backend, state.get("kind", "training"), name)
         matches = [job for job in self.list() if job.name.startswith(name + "-")]
         return matches[-1] if matches else None
+
+    def from_arn(self, arn):
+        """The Job of a pipeline step: "local:training-job/NAME" (or processing-job)."""
+        from ..jobs import Job
+
+        match = _JOB_ARN.match(arn or "")
+        if not match:
+            raise SmRMagicError(f"{arn!r} is not a {self.backend.name} job (local:training-job/NAME or "
+                                "local:processing-job/NAME)")
+        return Job(self.backend, match.group(1), match.group(2))
 
     def delete_folder(self, name):
         shutil.rmtree(self.folder(name).path, ignore_errors=True)

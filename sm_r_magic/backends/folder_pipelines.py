@@ -15,7 +15,6 @@ import re
 from ..errors import SmRMagicError
 from . import folder_executions as executions
 
-_JOB_ARN = re.compile(r"^local:(training|processing)-job/([A-Za-z0-9-]+)$")
 _EXECUTION_ID = re.compile(r"^[a-z0-9]{12}$")
 
 
@@ -88,12 +87,3 @@ class FolderPipelines:
         if folder.state().get("Backend") != self.backend.name:
             return None
         return self._execution(folder.pipeline, execution_id)
-
-    def job_from_arn(self, arn):
-        from ..jobs import Job
-
-        match = _JOB_ARN.match(arn or "")
-        if not match:
-            raise SmRMagicError(f"{arn!r} is not a {self.backend.name} job (local:training-job/NAME or "
-                                "local:processing-job/NAME)")
-        return Job(self.backend, match.group(1), match.group(2))

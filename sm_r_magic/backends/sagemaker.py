@@ -2,7 +2,8 @@
 boto3 (Create*/Describe*/Stop*, sagemaker-runtime InvokeEndpoint). Code and local data go to S3
 (s3_staging.py), logs come from CloudWatch (cloudwatch.py).
 
-Pipelines (sagemaker_pipelines.py) and the model registry (sagemaker_registry.py) are composed in the same way.
+Jobs (sagemaker_jobs.py), endpoints (sagemaker_endpoints.py), pipelines (sagemaker_pipelines.py) and the model
+registry (sagemaker_registry.py) are its parts; this file holds the session, the staging and what they share.
 
 Watching is cheap whoever asks (the foreground wait loop, a widget's poller thread, %r_jobs, several handles of
 one job): a description is reused for `describe_ttl` seconds, and that time grows with how long the job has
@@ -13,7 +14,6 @@ limiting if SageMaker throttles anyway (see benchmarks/bench_submit.py). A job's
 were read to the end well after the job ended (LOGS_SETTLED): an ended pipeline step costs nothing to watch.
 """
 
-import datetime
 import os
 import threading
 import time
@@ -21,21 +21,20 @@ import time
 import boto3  # noqa: F401  (imported here so that a missing boto3 is reported by get_backend)
 
 from .. import aws
-from ..contract import NAME_KEY
 from ..errors import SmRMagicError
 from ..uris import is_s3
 from .base import Backend
 from .cloudwatch import LogTail
 from .s3_staging import S3Staging
+from .sagemaker_endpoints import SageMakerEndpoints
+from .sagemaker_jobs import SageMakerJobs
 from .sagemaker_pipelines import EXECUTION_ID, SageMakerPipelines, job_of_arn
 from .sagemaker_registry import SageMakerRegistry
 
-LIST_LIMIT = 20
 # Codes of AWS errors a user can act on (a bad request, a missing or busy resource, a limit, a permission):
 # one line instead of a traceback.
 ACTIONABLE = ("ValidationException", "ResourceLimitExceeded", "ResourceInUse", "ResourceNotFound",
               "ConflictException", "AccessDeniedException", "AccessDenied")
-LOGS_SETTLED = 60.0  # seconds after a job's end when CloudWatch has long shown all of its lines
 
 
 def _strip(response):
@@ -116,6 +115,8 @@ class SageMakerBackend(Backend):
         self.staging = S3Staging(self)
         self.log_tail = LogTail(self)
         self.describes = DescribeCache(self)
+        self.jobs = SageMakerJobs(self)
+        self.endpoints = SageMakerEndpoints(self)
         self.pipelines = SageMakerPipelines(self)
         self.registry = SageMakerRegistry(self)
         self.api_calls = 0  # every AWS request made through this backend (benchmarks, tests)
@@ -221,249 +222,36 @@ class SageMakerBackend(Backend):
             return super().code_files(code_uri)
         return self.staging.code_files(code_uri)
 
-    # -- jobs --------------------------------------------------------------------------------------------
-    def submit(self, kind, request):
-        from ..jobs import Job
-
-        if kind not in NAME_KEY:
-            raise ValueError(f"unknown job kind {kind!r}")
-        create = self.sm.create_training_job if kind == "training" else self.sm.create_processing_job
-        self.call(f"create the {kind} job", create, **request)
-        return Job(self, kind, request[NAME_KEY[kind]])
-
     def forget(self, kind=None, name=None):
-        """Drop cached descriptions (all, or one job's) so the next describe asks SageMaker."""
+        """Drop cached descriptions (all, or one job's or endpoint's) so the next describe asks SageMaker."""
         self.describes.forget(None if name is None else (kind, name))
-
-    def describe_job(self, kind, name):
-        from botocore.exceptions import ClientError
-
-        func = self.sm.describe_training_job if kind == "training" else self.sm.describe_processing_job
-        try:
-            return self.describes.get((kind, name), lambda: func(**{NAME_KEY[kind]: name}))
-        except ClientError as exc:
-            if aws.is_not_found(exc):
-                raise SmRMagicError(f"no SageMaker {kind} job named {name} in {self.session.region}") from None
-            raise
-
-    def stop_job(self, kind, name):
-        from botocore.exceptions import ClientError
-
-        func = self.sm.stop_training_job if kind == "training" else self.sm.stop_processing_job
-        try:
-            func(**{NAME_KEY[kind]: name})
-        except ClientError as exc:
-            if aws.error_code(exc) == "ValidationException":  # already finished / stopping
-                return False
-            raise
-        finally:
-            self.forget(kind, name)
-        return True
-
-    def read_logs(self, kind, name, cursor=None):
-        """New log lines of a job; none, without asking CloudWatch, once they were read to the end well after
-        the job ended."""
-        if (cursor or {}).get("settled"):
-            return [], cursor
-        lines, cursor = self.log_tail.job_lines(kind, name, cursor)
-        if cursor and cursor.get("drained") and self._ended_long_ago(kind, name):
-            cursor = dict(cursor, settled=True)
-        return lines, cursor
-
-    def _ended_long_ago(self, kind, name):
-        desc = self.describes.peek((kind, name)) or {}
-        ended = desc.get("TrainingEndTime") or desc.get("ProcessingEndTime")
-        if not isinstance(ended, datetime.datetime) or ended.tzinfo is None:
-            return False
-        return (datetime.datetime.now(datetime.timezone.utc) - ended).total_seconds() > LOGS_SETTLED
-
-    def job_from_arn(self, arn):
-        """The Job of a pipeline step: "arn:aws:sagemaker:REGION:ACCOUNT:training-job/NAME" (or processing-job)."""
-        from ..jobs import Job
-
-        found = job_of_arn(arn)
-        if not found:
-            raise SmRMagicError(f"{arn!r} is not the ARN of a SageMaker training or processing job")
-        return Job(self, *found)
-
-    def read_endpoint_logs(self, name, cursor=None):
-        return self.log_tail.endpoint_lines(name, cursor)
-
-    # -- listing and attaching -----------------------------------------------------------------------------
-    def _recent(self, kind, name_contains=None, limit=LIST_LIMIT):
-        args = {"SortBy": "CreationTime", "SortOrder": "Descending", "MaxResults": limit}
-        if name_contains:
-            args["NameContains"] = name_contains
-        if kind == "training":
-            return [(s["CreationTime"], s["TrainingJobName"]) for s in self.call(
-                "list training jobs", self.sm.list_training_jobs, **args).get("TrainingJobSummaries", [])]
-        return [(s["CreationTime"], s["ProcessingJobName"]) for s in self.call(
-            "list processing jobs", self.sm.list_processing_jobs, **args).get("ProcessingJobSummaries", [])]
-
-    def list_jobs(self):
-        """The account's most recent training and processing jobs (two List calls; oldest first)."""
-        from ..jobs import Job
-
-        found = [(created, Job(self, kind, name, created=created.timestamp())) for kind in ("training", "processing")
-                 for created, name in self._recent(kind)]
-        found.sort(key=lambda item: item[0])
-        return [job for _, job in found]
 
     def attach(self, name):
         """A job or endpoint by exact name, a pipeline execution by id (or ARN), else the latest job/endpoint
         whose name starts with `name-`."""
-        from botocore.exceptions import ClientError
-
-        from ..jobs import Job
-
         if name.startswith("arn:"):
             execution = self.pipelines.find(name)
             if execution is None and job_of_arn(name) is None:
                 raise SmRMagicError(f"{name} is not the ARN of a pipeline execution or a job: give an execution "
                                     "id, a job or an endpoint name")
             return execution or self.job_from_arn(name)
-        for kind in ("training", "processing"):
-            try:
-                self.describe_job(kind, name)
-                return Job(self, kind, name)
-            except SmRMagicError:
-                pass
+        job = self.jobs.find(name)
+        if job is not None:
+            return job
         try:
-            self.describe_endpoint(name)
-            return self._predictor(name)
+            self.endpoints.describe(name)
+            return self.endpoints.predictor(name)
         except SmRMagicError:
             pass
         execution = self.pipelines.find(name)
         if execution is not None:
             return execution
-        candidates = [(created, "job", kind, found) for kind in ("training", "processing")
-                      for created, found in self._recent(kind, name_contains=name, limit=50)
-                      if found.startswith(name + "-")]
-        try:
-            endpoints = self.sm.list_endpoints(SortBy="CreationTime", SortOrder="Descending", NameContains=name,
-                                               MaxResults=50).get("Endpoints", [])
-        except ClientError:
-            endpoints = []
-        candidates += [(e["CreationTime"], "endpoint", None, e["EndpointName"]) for e in endpoints
-                       if e["EndpointName"].startswith(name + "-")]
+        candidates = self.jobs.latest_of_base(name) + self.endpoints.latest_of_base(name)
         if not candidates:
             what = "job, endpoint or pipeline execution" if EXECUTION_ID.fullmatch(name) else "job or endpoint"
             raise SmRMagicError(f"no SageMaker {what} named {name} (or {name}-...) in {self.session.region}: list "
                                 "them with %r_jobs --backend sagemaker")
-        _, what, kind, found = max(candidates, key=lambda item: item[0])
-        return Job(self, kind, found) if what == "job" else self._predictor(found)
-
-    # -- endpoints -------------------------------------------------------------------------------------------
-    def _predictor(self, name):
-        from ..predictor import Predictor
-
-        return Predictor(self, name)
-
-    def deploy(self, requests, keep=False):
-        """CreateModel, CreateEndpointConfig, CreateEndpoint; returns a Predictor at once (Creating).
-
-        A local model.tar.gz named by model_data_uri() must have been uploaded (upload()). If a later step
-        fails, what was created is deleted again. `keep` has no effect: SageMaker endpoints live until deleted."""
-        model, config, endpoint = requests["model"], requests["endpoint_config"], requests["endpoint"]
-        created = []
-        try:
-            self.call("create the model", self.sm.create_model, **model)
-            created.append(("model", model["ModelName"]))
-            self.call("create the endpoint config", self.sm.create_endpoint_config, **config)
-            created.append(("config", config["EndpointConfigName"]))
-            self.call("create the endpoint", self.sm.create_endpoint, **endpoint)
-        except Exception:
-            for what, name in reversed(created):
-                try:
-                    if what == "config":
-                        self.sm.delete_endpoint_config(EndpointConfigName=name)
-                    else:
-                        self.sm.delete_model(ModelName=name)
-                except Exception:
-                    pass
-            raise
-        return self._predictor(endpoint["EndpointName"])
-
-    def describe_endpoint(self, name):
-        from botocore.exceptions import ClientError
-
-        try:
-            return self.describes.get(("endpoint", name), lambda: self.sm.describe_endpoint(EndpointName=name))
-        except ClientError as exc:
-            if aws.is_not_found(exc):
-                raise SmRMagicError(f"no SageMaker endpoint named {name} in {self.session.region}") from None
-            raise
-
-    def invoke_endpoint(self, name, body, content_type, accept):
-        from botocore.exceptions import ClientError
-
-        from ..predictor import InvocationError
-
-        if isinstance(body, str):
-            body = body.encode("utf-8")
-        args = {"EndpointName": name, "Body": body, "ContentType": content_type}
-        if accept:
-            args["Accept"] = accept
-        try:
-            response = self.client("sagemaker-runtime").invoke_endpoint(**args)
-        except ClientError as exc:
-            err = exc.response.get("Error", {})
-            if aws.error_code(exc) == "ModelError":  # the container answered an error: its status and body
-                status = exc.response.get("OriginalStatusCode") or err.get("OriginalStatusCode") or 500
-                message = exc.response.get("OriginalMessage") or err.get("OriginalMessage") or err.get("Message", "")
-                raise InvocationError(int(status), message) from None
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 500
-            raise InvocationError(int(status), f"{aws.error_code(exc)}: {err.get('Message', str(exc))}") from None
-        return response["Body"].read(), response.get("ContentType")
-
-    def delete_endpoint(self, name):
-        """Delete the endpoint, then its endpoint config and model(s); parts already gone are skipped."""
-        from botocore.exceptions import ClientError
-
-        config_name, models = None, []
-        try:
-            config_name = self.sm.describe_endpoint(EndpointName=name)["EndpointConfigName"]
-        except ClientError as exc:
-            if not aws.is_not_found(exc):
-                raise
-        if config_name:
-            try:
-                config = self.sm.describe_endpoint_config(EndpointConfigName=config_name)
-                models = [v["ModelName"] for v in config.get("ProductionVariants", []) if v.get("ModelName")]
-            except ClientError as exc:
-                if not aws.is_not_found(exc):
-                    raise
-        steps = [(self.sm.delete_endpoint, {"EndpointName": name})]
-        if config_name:
-            steps.append((self.sm.delete_endpoint_config, {"EndpointConfigName": config_name}))
-        steps += [(self.sm.delete_model, {"ModelName": model}) for model in models]
-        for func, args in steps:
-            try:
-                func(**args)
-            except ClientError as exc:
-                if not aws.is_not_found(exc):
-                    raise
-        self.forget("endpoint", name)
-        return True
-
-    def endpoint_model_request(self, name):
-        """The CreateModel request of an endpoint's model, from DescribeEndpoint, DescribeEndpointConfig and
-        DescribeModel (its PrimaryContainer names the inference code the endpoint serves)."""
-        config_name = self.describe_endpoint(name)["EndpointConfigName"]
-        config = self.call(f"describe the endpoint config of {name}", self.sm.describe_endpoint_config,
-                           EndpointConfigName=config_name)
-        model_name = config["ProductionVariants"][0]["ModelName"]
-        model = self.call(f"describe the model of {name}", self.sm.describe_model, ModelName=model_name)
-        request = {"ModelName": model_name,
-                   "PrimaryContainer": model.get("PrimaryContainer") or (model.get("Containers") or [{}])[0]}
-        if model.get("ExecutionRoleArn"):
-            request["ExecutionRoleArn"] = model["ExecutionRoleArn"]
-        return request
-
-    def list_endpoints(self):
-        response = self.call("list endpoints", self.sm.list_endpoints, SortBy="CreationTime", SortOrder="Descending",
-                             MaxResults=LIST_LIMIT)
-        return [self._predictor(e["EndpointName"]) for e in reversed(response.get("Endpoints", []))]
+        return max(candidates, key=lambda item: item[0])[1]
 
     # -- pipelines (sagemaker_pipelines.py) ----------------------------------------------------------------
     def pipeline_definition(self, pipeline_name):
