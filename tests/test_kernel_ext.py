@@ -225,6 +225,39 @@ def test_r_package_finds_python_from_a_venv_folder_and_before_reticulate_python(
     assert "CLASS: sm_usage_error" in out and "is a folder without bin/python" in out, out
 
 
+def test_r_package_reads_the_pth_files_that_reticulate_skips(r_library, tmp_path):
+    """Debian's python3.11 under reticulate gets a virtual environment's site-packages on sys.path without its .pth
+    files having run, and `pip install -e .` (what make install does) is a .pth file: the fresh-machine run failed
+    with "No module named 'sm_r_magic'". The R package reads them once more and imports again."""
+    debian_python = "/usr/bin/python3.11"
+    if not os.path.exists(debian_python):
+        pytest.skip("Debian's /usr/bin/python3.11 is not installed")
+    venv = tmp_path / "venv"
+    made = subprocess.run([debian_python, "-m", "venv", "--without-pip", str(venv)], capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"python3-venv is not installed: {made.stderr.strip()}")
+    site_packages = venv / "lib" / "python3.11" / "site-packages"
+    # what setuptools writes for an editable install: a .pth that puts a finder on sys.meta_path
+    (site_packages / "sm_source_finder.py").write_text(
+        "import importlib.machinery, sys\n"
+        "class Finder:\n"
+        "    @classmethod\n"
+        "    def find_spec(cls, fullname, path=None, target=None):\n"
+        "        if fullname == 'sm_r_magic':\n"
+        f"            return importlib.machinery.PathFinder.find_spec(fullname, [{REPO!r}])\n"
+        "def install():\n"
+        "    sys.meta_path.append(Finder)\n")
+    (site_packages / "sm_source.pth").write_text("import sm_source_finder; sm_source_finder.install()\n")
+    code = (f'reticulate::use_python("{venv}/bin/python", required = TRUE); '
+            'cat("VERSION:", reticulate::py_to_r(smrmagic:::.sm_import("sm_r_magic._version")$`__version__`), "\\n")')
+    environment = {k: v for k, v in os.environ.items() if k not in ("SM_R_MAGIC_PYTHON", "RETICULATE_PYTHON")}
+    result = subprocess.run(["Rscript", "-e", code], env=dict(environment, R_LIBS=str(r_library)), cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)  # not here: "" on sys.path finds it
+    from sm_r_magic._version import __version__
+
+    assert f"VERSION: {__version__}" in result.stdout, result.stdout + result.stderr
+
+
 @pytest.mark.slow
 def test_r_package_in_an_irkernel_notebook(r_library, tmp_path):
     """In IRkernel (Debian's r-cran-irkernel), progress lines and the job's output reach the notebook as stream

@@ -52,8 +52,10 @@ def test_a_request_sagemaker_would_refuse_fails_locally_in_one_line(shell, local
 
 
 def test_endpoint_instance_types_are_their_own_list(shell, local_root, tmp_path, capsys):
-    model = tmp_path / "model.tar.gz"
-    subprocess.run(["tar", "-czf", str(model), "-C", str(tmp_path), "."], check=True)
+    model, contents = tmp_path / "model.tar.gz", tmp_path / "model"
+    contents.mkdir()
+    (contents / "model.rds").write_bytes(b"x")
+    subprocess.run(["tar", "-czf", str(model), "-C", str(contents), "."], check=True)  # not into what it packs
     cell = "model_fn <- function(model_dir) 1\n"
     message = one_line(shell, "r_deploy", f"--model {model} --instance-type ml.m5.hugex --dry-run", cell)
     assert message.startswith("--instance-type ml.m5.hugex is not a SageMaker endpoint instance type")

@@ -292,7 +292,8 @@ def test_stop_right_after_submission_ends_stopped(settings, local_root, r_availa
 @pytest.mark.parametrize("variable,value,probe_code,expected", [
     ("R_DEFAULT_PACKAGES", "base", 'cat("stats attached:", "package:stats" %in% search(), "\\n")',
      "stats attached: FALSE"),
-    ("LANG", "C", 'cat("utf8:", l10n_info()[["UTF-8"]], "\\n")', "utf8: FALSE"),
+    # LC_ALL, not LANG: a Python started without a locale sets LC_CTYPE=C.UTF-8 for its children (PEP 538)
+    ("LC_ALL", "C", 'cat("utf8:", l10n_info()[["UTF-8"]], "\\n")', "utf8: FALSE"),
     ("OMP_NUM_THREADS", "1", 'cat("omp:", Sys.getenv("OMP_NUM_THREADS"), "\\n")', "omp: 1"),
 ])
 def test_start_up_variables_take_the_cold_path_and_take_effect(warm, variable, value, probe_code, expected):

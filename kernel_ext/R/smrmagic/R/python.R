@@ -97,7 +97,7 @@ sm_python <- function(python = NULL) {
     .sm_choose_python(wanted)
   }
   api <- tryCatch(
-    reticulate::import("sm_r_magic.api", convert = FALSE),
+    .sm_import("sm_r_magic.api"),
     error = function(e) {
       python <- tryCatch(reticulate::py_config()$python, error = function(e2) NULL)
       if (is.null(python) || grepl("shared library", conditionMessage(e), fixed = TRUE)) {
@@ -333,4 +333,22 @@ sm_python <- function(python = NULL) {
   distance <- utils::adist(name, known, ignore.case = TRUE)[1, ]
   hint <- if (min(distance) <= 2) paste0(": did you mean `", known[which.min(distance)], "`? See ?") else ": see ?"
   .sm_abort("unknown argument `", name, "` to ", r_function, "()", hint, help)
+}
+
+# A module of sm_r_magic; when it is not found, the .pth files of the environment's site-packages are read once more and
+# the import tried again: with Debian's python3.11, reticulate puts a virtual environment's site-packages on
+# sys.path without running its .pth files, and an editable install (pip install -e) is a .pth file.
+.sm_import <- function(module) {
+  tryCatch(
+    reticulate::import(module, convert = FALSE),
+    error = function(e) {
+      if (!grepl("ModuleNotFoundError", conditionMessage(e), fixed = TRUE)) stop(e)
+      reticulate::py_run_string(paste(
+        "import site, sys",
+        "for _folder in [p for p in sys.path if p.endswith('site-packages')]:",
+        "    site.addsitedir(_folder)",
+        sep = "\n"), local = TRUE)
+      reticulate::import(module, convert = FALSE)
+    }
+  )
 }
