@@ -138,8 +138,10 @@ class Predictor(Handle):
         return description["EndpointStatus"]
 
     def describe(self, refresh=True):
-        # An endpoint can change after InService (deleted, failed): always ask when told to.
-        if refresh or self._description is None:
+        # An endpoint can change after InService (deleted, failed): always ask when told to; one this handle
+        # deleted is gone for good (SageMaker and docker forget it: asking again would be "no such endpoint").
+        deleted = self._description is not None and self._description.get("EndpointStatus") == "Deleted"
+        if (refresh and not deleted) or self._description is None:
             self._description = self._fetch_description()
             self._described_at = time.monotonic()
         return self._description
@@ -192,7 +194,10 @@ class Predictor(Handle):
     def delete(self):
         """Delete the endpoint (and its endpoint config and model): the process/instances stop."""
         self.backend.delete_endpoint(self.endpoint_name)
-        self._description = None
+        last = self._description or {}
+        self._description = {"EndpointName": self.name, "EndpointStatus": "Deleted",
+                             "CreationTime": last.get("CreationTime")}
+        self._described_at = time.monotonic()
         from .jobs import SESSION
 
         SESSION.remove_endpoint(self)

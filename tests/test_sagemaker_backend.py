@@ -796,6 +796,7 @@ def test_deploy_invoke_delete(sm, moto_server, tmp_path):
     assert api.attach(name).endpoint_name == name
     assert [p.endpoint_name for p in sm.list_endpoints()] == [name]
     predictor.delete()
+    assert predictor.status == "Deleted" and "Deleted" in repr(predictor)  # shown again in a cell: no error
     client = moto_server.client("sagemaker")
     assert client.list_endpoints()["Endpoints"] == []
     assert client.list_endpoint_configs()["EndpointConfigs"] == []
