@@ -194,9 +194,7 @@ class Predictor(Handle):
     def delete(self):
         """Delete the endpoint (and its endpoint config and model): the process/instances stop."""
         self.backend.delete_endpoint(self.endpoint_name)
-        last = self._description or {}
-        self._description = {"EndpointName": self.name, "EndpointStatus": "Deleted",
-                             "CreationTime": last.get("CreationTime")}
+        self._description = dict(self._description or {"EndpointName": self.name}, EndpointStatus="Deleted")
         self._described_at = time.monotonic()
         from .jobs import SESSION
 
