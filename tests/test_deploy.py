@@ -18,6 +18,7 @@ from sm_r_magic.errors import JobFailed, SmRMagicError
 from sm_r_magic.predictor import InvocationError
 
 from .conftest import run_cell
+from .support.waiting import wait_until
 from .test_foundation import PREP
 
 TRAIN = '''
@@ -253,13 +254,6 @@ def server_children(pid):
             if fields[0] != "Z" and int(fields[1]) == pid:
                 found.append(int(entry))
     return found
-
-
-def wait_until(condition, timeout=15):
-    deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return condition()
 
 
 def kill_server(state):

@@ -32,7 +32,7 @@ from sm_r_magic.workflow import expressions, graph, names
 from sm_r_magic.backends.local_registry import LocalModelRegistry
 from sm_r_magic.workflow.retarget import retarget
 
-from .support.moto_server import ACCOUNT, BUCKET, IMAGE, ROLE
+from .support.moto_server import ACCOUNT, BUCKET, IMAGE, ROLE, put_log_events
 from .support.rlang import r_output
 from .test_pipeline_local import EVALUATE, FIT, PREP
 
@@ -268,21 +268,6 @@ def moto_job(server, kind, name):
     return (backend.training_jobs if kind == "training" else backend.processing_jobs)[name]
 
 
-def put_events(server, group, stream, messages):
-    logs = server.client("logs")
-    try:
-        logs.create_log_group(logGroupName=group)
-    except logs.exceptions.ResourceAlreadyExistsException:
-        pass
-    try:
-        logs.create_log_stream(logGroupName=group, logStreamName=stream)
-    except logs.exceptions.ResourceAlreadyExistsException:
-        pass
-    now = int(datetime.datetime.now().timestamp() * 1000)
-    logs.put_log_events(logGroupName=group, logStreamName=stream,
-                        logEvents=[{"timestamp": now + i, "message": m} for i, m in enumerate(messages)])
-
-
 def step_record(name, status, job_arn=None, kind="training", ended=True):
     record = {"StepName": name, "StepDisplayName": name, "StepStatus": status, "AttemptCount": 1,
               "StartTime": datetime.datetime(2027, 1, 1, tzinfo=datetime.timezone.utc)}
@@ -306,8 +291,9 @@ def test_watching_an_execution_costs_what_watching_a_job_costs(sm, moto_server, 
     jobs = step_jobs(sm, execution, definition)
     moto_job(moto_server, "processing", jobs["prep"][0]).processing_end_time = ago(600)
     moto_job(moto_server, "training", jobs["fit"][0]).training_job_status = "InProgress"
-    put_events(moto_server, "/aws/sagemaker/ProcessingJobs", f"{jobs['prep'][0]}/algo-1-1", ["split 32 rows"])
-    put_events(moto_server, "/aws/sagemaker/TrainingJobs", f"{jobs['fit'][0]}/algo-1-1", ["fitting mpg ~ wt + hp"])
+    logs = moto_server.client("logs")
+    put_log_events(logs, "/aws/sagemaker/ProcessingJobs", f"{jobs['prep'][0]}/algo-1-1", ["split 32 rows"])
+    put_log_events(logs, "/aws/sagemaker/TrainingJobs", f"{jobs['fit'][0]}/algo-1-1", ["fitting mpg ~ wt + hp"])
     sm.forget()
 
     running = {"PipelineExecutionSteps": [step_record("fit", "Executing", jobs["fit"][1], ended=False),
@@ -332,7 +318,8 @@ def test_watching_an_execution_costs_what_watching_a_job_costs(sm, moto_server, 
     moto_execution(moto_server, arn).pipeline_execution_status = "Succeeded"
     fit_job = moto_job(moto_server, "training", jobs["fit"][0])
     fit_job.training_job_status, fit_job.training_end_time = "Completed", ago(600)
-    put_events(moto_server, "/aws/sagemaker/TrainingJobs", f"{jobs['fit'][0]}/algo-1-1", ["model saved"])
+    put_log_events(moto_server.client("logs"), "/aws/sagemaker/TrainingJobs", f"{jobs['fit'][0]}/algo-1-1",
+                   ["model saved"])
     sm.forget()
     done = {"PipelineExecutionSteps": [step_record(n, "Succeeded", jobs[n][1], kind=k) for n, k in
                                        (("fit", "training"), ("prep", "processing"))]}

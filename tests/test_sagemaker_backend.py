@@ -21,39 +21,16 @@ from sm_r_magic import api, aws, sourcedir, spec
 from sm_r_magic.backends import get_backend
 from sm_r_magic.backends.sagemaker import SageMakerBackend
 from sm_r_magic.errors import JobFailed, SmRMagicError
-from tests.support.moto_server import moto_server  # noqa: F401
 
 from .conftest import run_cell
+from .support.moto_server import BUCKET, IMAGE, ROLE, put_log_events
 
-IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/sm-r-magic:0.1.0"
-ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
-BUCKET = "sagemaker-us-east-1-123456789012"
 TRAIN = 'df <- read.csv(file.path(sm_channel("train"), "mtcars.csv"))\nsaveRDS(lm(mpg ~ wt, df), file.path(sm_model_dir(), "m.rds"))\n'
 PROCESS = 'df <- read.csv(file.path(sm_input("raw"), "mtcars.csv"))\nwrite.csv(df, file.path(sm_output("out"), "o.csv"))\n'
 
 
 def utc(seconds_ago=0):
     return datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=seconds_ago)
-
-
-@pytest.fixture
-def fast(monkeypatch):
-    """No describe cache and no log throttle, short polls: tests see moto changes at once."""
-    monkeypatch.setattr(SageMakerBackend, "describe_ttl", 0.0)
-    monkeypatch.setattr(SageMakerBackend, "log_interval", 0.0)
-    monkeypatch.setattr(SageMakerBackend, "stream_rescan", 0.0)
-    monkeypatch.setattr(SageMakerBackend, "poll_interval", (0.02, 0.1))
-    monkeypatch.setattr(SageMakerBackend, "final_log_lag", 0.0)
-
-
-@pytest.fixture
-def sm(moto_server, settings, fast):
-    """Settings for the sagemaker backend (role, image given; bucket default) and its backend."""
-    settings.backend = "sagemaker"
-    settings.image = IMAGE
-    settings.role = ROLE
-    settings.progress = "text"
-    return get_backend("sagemaker", settings)
 
 
 def s3_keys(server, bucket=BUCKET):
@@ -659,41 +636,27 @@ def test_stop_processing_job_on_moto(sm, moto_server):
 
 # -- logs ----------------------------------------------------------------------------------------------------
 
-def put_events(logs, group, stream, messages):
-    try:
-        logs.create_log_group(logGroupName=group)
-    except logs.exceptions.ResourceAlreadyExistsException:
-        pass
-    try:
-        logs.create_log_stream(logGroupName=group, logStreamName=stream)
-    except logs.exceptions.ResourceAlreadyExistsException:
-        pass
-    now = int(time.time() * 1000)
-    logs.put_log_events(logGroupName=group, logStreamName=stream,
-                        logEvents=[{"timestamp": now + i, "message": m} for i, m in enumerate(messages)])
-
-
 def test_log_tail_from_where_it_left_off(sm, moto_server):
     job = api.train(TRAIN, name="chatty", wait=False)
     assert job.poll_logs() == []  # no log group yet: nothing, no error
     logs = moto_server.client("logs")
     group = "/aws/sagemaker/TrainingJobs"
-    put_events(logs, group, "someone-else/algo-1-1", ["not ours"])
+    put_log_events(logs, group, "someone-else/algo-1-1", ["not ours"])
     assert job.poll_logs() == []
-    put_events(logs, group, f"{job.name}/algo-1-1700000000", ["Loading required package", "iteration 1\n"])
+    put_log_events(logs, group, f"{job.name}/algo-1-1700000000", ["Loading required package", "iteration 1\n"])
     assert job.poll_logs() == ["Loading required package", "iteration 1"]
     assert job.poll_logs() == []
-    put_events(logs, group, f"{job.name}/algo-1-1700000000", ["iteration 2", "rmse: 2.94\nR done"])
+    put_log_events(logs, group, f"{job.name}/algo-1-1700000000", ["iteration 2", "rmse: 2.94\nR done"])
     assert job.poll_logs() == ["iteration 2", "rmse: 2.94", "R done"]
     assert job.metrics({"rmse": r"rmse: ([0-9.]+)"}) == {"rmse": 2.94}
     assert job.logs().splitlines() == ["Loading required package", "iteration 1", "iteration 2", "rmse: 2.94",
                                        "R done"]
     # a second instance: lines are prefixed with their stream
-    put_events(logs, group, f"{job.name}/algo-2-1700000000", ["hello from 2"])
+    put_log_events(logs, group, f"{job.name}/algo-2-1700000000", ["hello from 2"])
     assert job.poll_logs() == ["[algo-2-1700000000] hello from 2"]
 
     proc = api.processing(PROCESS, name="proc-logs", wait=False)
-    put_events(logs, "/aws/sagemaker/ProcessingJobs", f"{proc.name}/algo-1-1", ["processing says hi"])
+    put_log_events(logs, "/aws/sagemaker/ProcessingJobs", f"{proc.name}/algo-1-1", ["processing says hi"])
     assert proc.logs() == "processing says hi\n"
 
 
@@ -701,10 +664,10 @@ def test_log_reads_are_throttled_while_running(sm, moto_server, monkeypatch):
     monkeypatch.setattr(SageMakerBackend, "log_interval", 60.0)
     job = api.train(TRAIN, name="busy", wait=False)
     backend_jobs("training")[job.name].training_job_status = "InProgress"
-    put_events(moto_server.client("logs"), "/aws/sagemaker/TrainingJobs", f"{job.name}/algo-1-1", ["one"])
+    put_log_events(moto_server.client("logs"), "/aws/sagemaker/TrainingJobs", f"{job.name}/algo-1-1", ["one"])
     assert job.poll_logs() == ["one"]
     job.describe()
-    put_events(moto_server.client("logs"), "/aws/sagemaker/TrainingJobs", f"{job.name}/algo-1-1", ["two"])
+    put_log_events(moto_server.client("logs"), "/aws/sagemaker/TrainingJobs", f"{job.name}/algo-1-1", ["two"])
     calls = sm.api_calls
     assert job.poll_logs() == [] and sm.api_calls == calls  # too soon: no CloudWatch call
     backend_jobs("training")[job.name].training_job_status = "Completed"
@@ -724,8 +687,8 @@ def test_last_lines_written_after_the_job_ended_are_shown(sm, moto_server, monke
         job.failure_reason = "AlgorithmError: see the logs"
         job.training_end_time = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
         stream = f"{job.training_job_name}/algo-1-1"
-        put_events(logs, "/aws/sagemaker/TrainingJobs", stream, ["fitting"])
-        timers.append(threading.Timer(0.5, put_events, (logs, "/aws/sagemaker/TrainingJobs", stream,
+        put_log_events(logs, "/aws/sagemaker/TrainingJobs", stream, ["fitting"])
+        timers.append(threading.Timer(0.5, put_log_events, (logs, "/aws/sagemaker/TrainingJobs", stream,
                                                         ["Error in fit(): singular matrix"])))
         timers[-1].start()
 
@@ -789,7 +752,7 @@ def test_deploy_invoke_delete(sm, moto_server, tmp_path):
             predictor.invoke(b"1,2", "text/csv")
     assert info.value.status == 400 and "no header" in info.value.body
 
-    put_events(moto_server.client("logs"), f"/aws/sagemaker/Endpoints/{name}", "AllTraffic/i-0abc",
+    put_log_events(moto_server.client("logs"), f"/aws/sagemaker/Endpoints/{name}", "AllTraffic/i-0abc",
                ["model loaded", "listening on 8080"])
     assert predictor.logs() == "model loaded\nlistening on 8080\n"
 

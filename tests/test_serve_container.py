@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from .support.waiting import wait_until
+
 ENTRYPOINT = Path(__file__).resolve().parents[1] / "sm_r_magic" / "container" / "entrypoint.sh"
 RSCRIPT = shutil.which("Rscript")
 
@@ -101,27 +103,8 @@ def r_workers(server) -> list[int]:
     return [pid for parent in parents for pid in child_pids(parent)]
 
 
-def wait_until(condition, timeout=30, interval=0.05):
-    """Poll condition() until it is true or timeout seconds passed; returns its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
-
-
 def zombie_children(pid: int) -> list[int]:
-    zombies = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path("/proc", entry, "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if fields[0] == "Z" and int(fields[1]) == pid:
-                zombies.append(int(entry))
-    return zombies
+    return [child for child, (state, parent) in _process_table().items() if parent == pid and state == "Z"]
 
 
 def alive(pid: int) -> bool:

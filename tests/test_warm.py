@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
@@ -19,17 +18,9 @@ from sm_r_magic.backends.processes import pid_alive
 from sm_r_magic.backends.warm_pool import POOL
 from sm_r_magic.errors import SmRMagicError
 
+from .support.waiting import wait_for
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def wait_for(predicate, timeout=30, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"{what}: not reached in {timeout} s")
 
 
 def state_of(job):

@@ -165,3 +165,19 @@ def sm(moto_server, settings, fast):
     settings.progress = "text"
     return get_backend("sagemaker", settings)
 
+
+def put_log_events(logs, group, stream, messages):
+    """Write CloudWatch log lines as a SageMaker job or endpoint would (group and stream made when missing)."""
+    import time
+
+    try:
+        logs.create_log_group(logGroupName=group)
+    except logs.exceptions.ResourceAlreadyExistsException:
+        pass
+    try:
+        logs.create_log_stream(logGroupName=group, logStreamName=stream)
+    except logs.exceptions.ResourceAlreadyExistsException:
+        pass
+    now = int(time.time() * 1000)
+    logs.put_log_events(logGroupName=group, logStreamName=stream,
+                        logEvents=[{"timestamp": now + i, "message": m} for i, m in enumerate(messages)])
