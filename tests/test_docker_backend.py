@@ -375,8 +375,6 @@ def wait_in_service(predictor, timeout=60):
 
 def test_serving_example_predicts_in_the_image_as_r_does(docker_settings, mtcars_csv, tmp_path):
     from sm_r_magic.backends import get_backend
-    from sm_r_magic.backends.base import Backend
-    from sm_r_magic.backends.local import LocalBackend
 
     (tmp_path / "inference.R").write_text(INFERENCE)
     job = api.train(SERVE_TRAIN, backend="docker", name="served", channels={"train": str(mtcars_csv)},
@@ -394,21 +392,18 @@ def test_serving_example_predicts_in_the_image_as_r_does(docker_settings, mtcars
         assert predictions == pytest.approx([float(x) for x in expected], rel=1e-12)
         assert "serving inference.R on 0.0.0.0:8080" in predictor.logs()
         assert [p.endpoint_name for p in be.list_endpoints()] == ["served-ep"]
-        if LocalBackend.deploy is not Backend.deploy:  # the local backend serves too: same answers
-            local = get_backend("local", docker_settings).deploy(deploy_requests("served-local", job.model_data))
-            try:
-                assert wait_in_service(local) == "InService", local.failure_reason
-                assert local.predict(NEWDATA_CSV) == predictions
-            finally:
-                local.delete()
+        # the local backend serves the same model with the same answers
+        local = get_backend("local", docker_settings).deploy(deploy_requests("served-local", job.model_data))
+        try:
+            assert wait_in_service(local) == "InService", local.failure_reason
+            assert local.predict(NEWDATA_CSV) == predictions
+        finally:
+            local.delete()
     finally:
         predictor.delete()
     assert_no_container_left(name=docker_backend.container_name("served-ep"))
     with pytest.raises(SmRMagicError, match="no docker endpoint named served-ep"):
         be.describe_endpoint("served-ep")
-    if LocalBackend.deploy is Backend.deploy:
-        pytest.skip("docker serving checked against R's predict(); the local backend has no endpoints yet, so the "
-                    "local-vs-docker comparison did not run")
 
 
 def test_failing_model_fn_makes_the_endpoint_failed_with_the_r_error(docker_settings, tmp_path):
