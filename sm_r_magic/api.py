@@ -27,19 +27,22 @@ ENDPOINT_OPERATIONS = (("CreateModel", "model"), ("CreateEndpointConfig", "endpo
 
 def warm_up(settings=None):
     """Start the warm processes in the background and return at once (%load_ext calls this): R's parser for the
-    syntax check and, when jobs run locally, a pre-started runner per job kind. Nothing when
-    RMagic.warm_processes is off (SM_R_MAGIC_WARM_PROCESSES=false)."""
+    syntax check and, when jobs run locally, a pre-started runner per job kind (none when RMagic.warm_processes
+    is off: SM_R_MAGIC_WARM_PROCESSES=false); then botocore's service model is read, on a thread."""
     from . import warm_processes
 
     cfg = settings or config()
     if warm_processes.enabled(cfg):
         warm_processes.in_background(_start_warm_processes, cfg)
+    else:
+        limits.preload()
 
 
 def _start_warm_processes(cfg):
     rtools.start_warm_parser(cfg.rscript)
     if cfg.backend == "local":
         get_backend("local", cfg).launcher.prestart()
+    limits.preload()  # botocore's service model, which every cell's request is checked against (~0.1 s)
 
 
 def _check_code(code, cfg, backend):

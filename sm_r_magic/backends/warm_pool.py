@@ -178,7 +178,10 @@ class RunnerPool:
                 select.select([pidfd], [], [], REFILL_AFTER)
                 os.close(pidfd)
             if warm_processes.enabled():  # (the settings in force now: they may have been turned off since)
-                self.fill(kind, root, rscript, replace=False)  # a runner started since (another root) stays
+                try:
+                    self.fill(kind, root, rscript, replace=False)  # a runner started since (another root) stays
+                except RuntimeError:  # the interpreter is shutting down: no new runner
+                    pass
 
         threading.Thread(target=wait_then_fill, name="sm-r-magic-refill", daemon=True).start()
 
