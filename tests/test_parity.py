@@ -25,7 +25,7 @@ from sm_r_magic import api, aws, spec
 from sm_r_magic.backends import jobfolder as jf
 from sm_r_magic.paths import CONTAINER_DIR, ENTRYPOINT
 
-from .support.moto_server import IMAGE, ROLE
+from .support.moto_server import IMAGE, ROLE, capture
 from .support.rlang import r_numbers
 
 SERVE_R = os.path.join(CONTAINER_DIR, "serve.R")
@@ -52,13 +52,6 @@ writeLines(as.character(nrow(heavy)), file.path(sm_output("count"), "n.txt"))
 '''
 
 NEWDATA = "wt,hp\n2.5,120\n3.1,200\n"
-
-
-def capture(backend, operation):
-    sent = []
-    backend.sm.meta.events.register(f"before-parameter-build.sagemaker.{operation}",
-                                    lambda params, **kw: sent.append(json.loads(json.dumps(params))))
-    return sent
 
 
 @pytest.fixture(scope="module")

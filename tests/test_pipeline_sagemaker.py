@@ -32,7 +32,7 @@ from sm_r_magic.workflow import expressions, graph, names
 from sm_r_magic.backends.local_registry import LocalModelRegistry
 from sm_r_magic.workflow.retarget import retarget
 
-from .support.moto_server import ACCOUNT, BUCKET, IMAGE, ROLE, put_log_events
+from .support.moto_server import ACCOUNT, BUCKET, IMAGE, ROLE, capture, put_log_events, s3_keys
 from .support.rlang import r_output
 from .test_pipeline_local import EVALUATE, FIT, PREP
 
@@ -67,22 +67,6 @@ class OperationStubber(Stubber):
     def deactivate(self):
         for event, handler, unique_id in self._events():
             self.client.meta.events.unregister(event, handler, unique_id=unique_id)
-
-
-def capture(backend, operation):
-    """The parameters of every `operation` call the backend makes, as botocore is about to send them."""
-    sent = []
-    backend.sm.meta.events.register(f"before-parameter-build.sagemaker.{operation}",
-                                    lambda params, **kw: sent.append(json.loads(json.dumps(params, default=str))))
-    return sent
-
-
-def s3_keys(server, bucket=BUCKET):
-    s3 = server.client("s3")
-    if bucket not in [b["Name"] for b in s3.list_buckets().get("Buckets", [])]:
-        return []
-    return [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
-            for o in page.get("Contents", [])]
 
 
 def sagemaker_cells():

@@ -23,7 +23,7 @@ from sm_r_magic.backends.sagemaker import SageMakerBackend
 from sm_r_magic.errors import JobFailed, SmRMagicError
 
 from .conftest import run_cell
-from .support.moto_server import BUCKET, IMAGE, ROLE, put_log_events
+from .support.moto_server import BUCKET, IMAGE, ROLE, capture, put_log_events, s3_keys
 
 TRAIN = 'df <- read.csv(file.path(sm_channel("train"), "mtcars.csv"))\nsaveRDS(lm(mpg ~ wt, df), file.path(sm_model_dir(), "m.rds"))\n'
 PROCESS = 'df <- read.csv(file.path(sm_input("raw"), "mtcars.csv"))\nwrite.csv(df, file.path(sm_output("out"), "o.csv"))\n'
@@ -31,22 +31,6 @@ PROCESS = 'df <- read.csv(file.path(sm_input("raw"), "mtcars.csv"))\nwrite.csv(d
 
 def utc(seconds_ago=0):
     return datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=seconds_ago)
-
-
-def s3_keys(server, bucket=BUCKET):
-    s3 = server.client("s3")
-    if bucket not in [b["Name"] for b in s3.list_buckets().get("Buckets", [])]:
-        return []
-    return [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
-            for o in page.get("Contents", [])]
-
-
-def capture(backend, operation):
-    """The API parameters of every `operation` call the backend makes (after botocore accepted them)."""
-    sent = []
-    backend.sm.meta.events.register(f"before-parameter-build.sagemaker.{operation}",
-                                    lambda params, **kw: sent.append(dict(params)))
-    return sent
 
 
 def on_create(backend, kind, change):

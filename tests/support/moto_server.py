@@ -181,3 +181,21 @@ def put_log_events(logs, group, stream, messages):
     now = int(time.time() * 1000)
     logs.put_log_events(logGroupName=group, logStreamName=stream,
                         logEvents=[{"timestamp": now + i, "message": m} for i, m in enumerate(messages)])
+
+
+def capture(backend, operation):
+    """The parameters of every SageMaker `operation` call the backend makes, as botocore is about to send them
+    (JSON-ready copies: datetimes as text)."""
+    sent = []
+    backend.sm.meta.events.register(f"before-parameter-build.sagemaker.{operation}",
+                                    lambda params, **kw: sent.append(json.loads(json.dumps(params, default=str))))
+    return sent
+
+
+def s3_keys(server, bucket=BUCKET):
+    """Every key in the bucket (none when it does not exist)."""
+    s3 = server.client("s3")
+    if bucket not in [b["Name"] for b in s3.list_buckets().get("Buckets", [])]:
+        return []
+    return [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+            for o in page.get("Contents", [])]
