@@ -28,6 +28,7 @@ _lock = threading.Lock()
 _executor = None
 _owned = {}  # pid -> (Popen, role): started here, not yet handed a job
 _at_exit_registered = False
+_closed = False  # set by shutdown(): no warm process starts after it
 
 
 def enabled(config=None):
@@ -74,13 +75,16 @@ def start(argv, role, env, block_sigterm=False, **popen_kwargs):
 
     _end_at_exit()
 
-    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM}) if block_sigterm else None
-    try:
-        proc = subprocess.Popen(argv, env=marked_environment(env, role), **popen_kwargs)
-    finally:
-        if old_mask is not None:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
-    with _lock:
+    env = marked_environment(env, role)
+    with _lock:  # started and registered at once: shutdown() either ends it or it is never started
+        if _closed:
+            raise RuntimeError("warm processes have been shut down (this process is exiting)")
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM}) if block_sigterm else None
+        try:
+            proc = subprocess.Popen(argv, env=env, **popen_kwargs)
+        finally:
+            if old_mask is not None:
+                signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         _owned[proc.pid] = (proc, role)
     return proc
 
@@ -127,7 +131,11 @@ def owned(role=None):
 
 
 def shutdown():
-    """End every warm process this process owns (atexit; tests call it too). Idempotent."""
+    """End every warm process this process owns, and start none after (atexit; the tests' session end calls it
+    too). Idempotent."""
+    global _closed
+    with _lock:
+        _closed = True
     procs = owned()
     for proc in procs:
         _ask_to_end(proc)

@@ -155,40 +155,49 @@ sm_install_job_packages <- function(code_dir = NULL) {
   .sm_pkg_with_lock(lib, {
     missing <- missing[!.sm_pkg_installed(missing)]  # another job may have installed them meanwhile
     if (length(missing)) {
-      db <- .sm_pkg_index(repos)
-      unknown <- setdiff(missing, rownames(db))
-      if (length(unknown) == 1L) {
-        stop(sprintf("package '%s' is not available from %s (check the name, or set RMagic.r_repos / SM_R_MAGIC_R_REPOS)",
-                     unknown, repo_text), call. = FALSE)
-      } else if (length(unknown)) {
-        stop(sprintf("packages %s are not available from %s (check the names, or set RMagic.r_repos / SM_R_MAGIC_R_REPOS)",
-                     .sm_pkg_quote(unknown), repo_text), call. = FALSE)
-      }
-      deps <- unique(unlist(tools::package_dependencies(missing, db = db, which = c("Depends", "Imports", "LinkingTo"),
-                                                       recursive = TRUE), use.names = FALSE))
-      deps <- setdiff(deps, c(.sm_pkg_base, rownames(db)))
-      deps <- deps[!.sm_pkg_installed(deps)]
-      if (length(deps)) {
-        stop(sprintf("%s need%s %s, which %s not available from %s", .sm_pkg_quote(missing),
-                     if (length(missing) == 1L) "s" else "", .sm_pkg_quote(deps),
-                     if (length(deps) == 1L) "is" else "are", repo_text), call. = FALSE)
-      }
-      .sm_pkg_log("installing R packages: ", paste(missing, collapse = ", "), " (from ", repo_text, "; asked for by ",
-                  paste(sources, collapse = ", "), ") into ", lib)
-      started <- Sys.time()
-      # Parallel installs run through make, which the image does not have (no compilers either: packages
-      # with C/C++/Fortran code need an image built with EXTRA_APT_PACKAGES="r-base-dev").
-      ncpus <- if (nzchar(Sys.which(Sys.getenv("MAKE", "make")))) max(1L, parallel::detectCores(), na.rm = TRUE) else 1L
-      utils::install.packages(missing, lib = lib, repos = repos, type = "source", Ncpus = ncpus, quiet = FALSE,
-                              dependencies = c("Depends", "Imports", "LinkingTo"))
-      failed <- missing[!.sm_pkg_installed(missing)]
-      if (length(failed)) {
-        stop(sprintf("R package%s %s failed to install from %s (see the install output above)",
-                     if (length(failed) == 1L) "" else "s", .sm_pkg_quote(failed), repo_text), call. = FALSE)
-      }
-      .sm_pkg_log(sprintf("installed R packages: %s in %.1f s", paste(missing, collapse = ", "),
-                          as.numeric(difftime(Sys.time(), started, units = "secs"))))
+      .sm_pkg_check_available(missing, repos, repo_text)
+      .sm_pkg_install(missing, lib, repos, repo_text, sources)
     }
   })
   invisible(missing)
+}
+
+# Stop with one line when a package, or a dependency it needs that is not installed, is not in the repository.
+.sm_pkg_check_available <- function(missing, repos, repo_text) {
+  db <- .sm_pkg_index(repos)
+  unknown <- setdiff(missing, rownames(db))
+  if (length(unknown) == 1L) {
+    stop(sprintf("package '%s' is not available from %s (check the name, or set RMagic.r_repos / SM_R_MAGIC_R_REPOS)",
+                 unknown, repo_text), call. = FALSE)
+  } else if (length(unknown)) {
+    stop(sprintf("packages %s are not available from %s (check the names, or set RMagic.r_repos / SM_R_MAGIC_R_REPOS)",
+                 .sm_pkg_quote(unknown), repo_text), call. = FALSE)
+  }
+  deps <- unique(unlist(tools::package_dependencies(missing, db = db, which = c("Depends", "Imports", "LinkingTo"),
+                                                   recursive = TRUE), use.names = FALSE))
+  deps <- setdiff(deps, c(.sm_pkg_base, rownames(db)))
+  deps <- deps[!.sm_pkg_installed(deps)]
+  if (length(deps)) {
+    stop(sprintf("%s need%s %s, which %s not available from %s", .sm_pkg_quote(missing),
+                 if (length(missing) == 1L) "s" else "", .sm_pkg_quote(deps),
+                 if (length(deps) == 1L) "is" else "are", repo_text), call. = FALSE)
+  }
+}
+
+.sm_pkg_install <- function(missing, lib, repos, repo_text, sources) {
+  .sm_pkg_log("installing R packages: ", paste(missing, collapse = ", "), " (from ", repo_text, "; asked for by ",
+              paste(sources, collapse = ", "), ") into ", lib)
+  started <- Sys.time()
+  # Parallel installs run through make, which the image does not have (no compilers either: packages
+  # with C/C++/Fortran code need an image built with EXTRA_APT_PACKAGES="r-base-dev").
+  ncpus <- if (nzchar(Sys.which(Sys.getenv("MAKE", "make")))) max(1L, parallel::detectCores(), na.rm = TRUE) else 1L
+  utils::install.packages(missing, lib = lib, repos = repos, type = "source", Ncpus = ncpus, quiet = FALSE,
+                          dependencies = c("Depends", "Imports", "LinkingTo"))
+  failed <- missing[!.sm_pkg_installed(missing)]
+  if (length(failed)) {
+    stop(sprintf("R package%s %s failed to install from %s (see the install output above)",
+                 if (length(failed) == 1L) "" else "s", .sm_pkg_quote(failed), repo_text), call. = FALSE)
+  }
+  .sm_pkg_log(sprintf("installed R packages: %s in %.1f s", paste(missing, collapse = ", "),
+                      as.numeric(difftime(Sys.time(), started, units = "secs"))))
 }
