@@ -557,13 +557,10 @@ def test_docker_endpoint_survives_clients_that_hang_up_and_is_published_on_loopb
     on 0.0.0.0:8080)."""
     from sm_r_magic.backends.endpoint_http import ping
 
-    from .support.docker_engine import IMAGE, engine_problem, ensure_image
+    from .support.docker_engine import IMAGE, require_image
     from .test_serve_container import listening_sockets, non_loopback_address
 
-    problem = engine_problem()
-    if problem:
-        pytest.skip(problem)
-    ensure_image(IMAGE)
+    require_image()
     shell.run_line_magic("config", f"RMagic.image = {IMAGE!r}")
     assert deploy(shell, "--backend docker --as boxed --workers 2 --env SM_R_MAGIC_REQUEST_TIMEOUT=3",
                   SLOW_ON_ASK) is None

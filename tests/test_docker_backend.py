@@ -22,7 +22,7 @@ from sm_r_magic.backends import docker as docker_backend
 from sm_r_magic.errors import SmRMagicError
 
 from .conftest import run_cell
-from .support.docker_engine import IMAGE, containers, engine_problem, ensure_image
+from .support.docker_engine import IMAGE, containers, require_engine, require_image
 from .support.rlang import r_tokens
 
 pytestmark = pytest.mark.docker
@@ -84,10 +84,7 @@ def assert_no_container_left(timeout=60, **which):
 
 @pytest.fixture(scope="session")
 def docker_image():
-    problem = engine_problem()
-    if problem:
-        pytest.skip(problem)
-    return ensure_image(IMAGE)
+    return require_image()
 
 
 @pytest.fixture
@@ -233,8 +230,7 @@ def test_engine_missing_is_one_line(shell, local_root, monkeypatch):
 
 
 def test_image_missing_is_one_line(settings, monkeypatch):
-    if engine_problem():
-        pytest.skip(engine_problem())
+    require_engine()
     settings.image = "sm-r-magic:no-such-tag"
     with pytest.raises(SmRMagicError) as info:
         api.train("1", backend="docker")

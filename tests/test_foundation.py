@@ -330,12 +330,9 @@ def test_killed_runner_of_a_docker_job_removes_its_container(settings, local_roo
     from sm_r_magic import api
     from sm_r_magic.backends.docker import container_name
 
-    from .support.docker_engine import IMAGE, containers, engine_problem, ensure_image
+    from .support.docker_engine import IMAGE, containers, require_image
 
-    problem = engine_problem()
-    if problem:
-        pytest.skip(problem)
-    ensure_image(IMAGE)
+    require_image()
     settings.image = IMAGE
     job = api.train("Sys.sleep(300)\n", backend="docker", name="orphan", wait=False, progress="none")
     name = container_name(job.name)

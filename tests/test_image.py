@@ -18,7 +18,7 @@ import pytest
 from sm_r_magic import cli, image
 from sm_r_magic.errors import SmRMagicError
 
-from .support.docker_engine import engine_problem, ensure_image
+from .support.docker_engine import require_engine, require_image
 
 try:
     from .support.moto_server import moto_server  # noqa: F401  (fixture)
@@ -50,10 +50,7 @@ def ecr(moto_server):
 
 @pytest.mark.docker
 def test_cli_build_from_the_package_container_folder(capsys):
-    problem = engine_problem()
-    if problem:
-        pytest.skip(problem)
-    ensure_image()  # the layers this build reuses (cached: ~1 s)
+    require_image()  # the layers this build reuses (cached: ~1 s)
     try:
         assert cli.main(["image", "build", "--tag", TEST_TAG]) == 0
         out = capsys.readouterr().out
@@ -225,9 +222,7 @@ def local_registry(tmp_path, moto_server):
     if not binary:
         pytest.skip("no local registry: apt-get install docker-registry (registry:2 compatible) to test the push "
                     "for real; the docker commands are asserted in test_push_runs_exactly_these_docker_commands")
-    problem = engine_problem()
-    if problem:
-        pytest.skip(problem)
+    require_engine()
     _, password, _ = image.registry_credentials(ecr(moto_server))
     with warnings.catch_warnings():  # crypt (libxcrypt's bcrypt) is deprecated since 3.11, still there
         warnings.simplefilter("ignore", DeprecationWarning)

@@ -13,7 +13,7 @@ import pytest
 
 from sm_r_magic import api
 
-from .support.docker_engine import IMAGE, engine_problem, ensure_image
+from .support.docker_engine import IMAGE, require_image
 from .support.rrepo import build_repo
 
 USE_B = 'cat(smrtoyb::smrtoyb_hello(), "\\n")\ncat("twice:", smrtoyb::smrtoyb_twice(21), "\\n")\n'
@@ -132,10 +132,7 @@ def test_r_repos_setting_reaches_the_job(settings, rrepo):
 
 @pytest.mark.docker
 def test_docker_job_installs_into_its_cached_library_and_reuses_it(settings, local_root, rrepo):
-    problem = engine_problem()
-    if problem:
-        pytest.skip(problem)
-    ensure_image(IMAGE)
+    require_image()
     settings.image = IMAGE
     env = package_env(rrepo)  # the file:// repository is mounted read-only into the container
     job = api.processing(USE_B, backend="docker", packages=["smrtoyb"], env=env, progress="none")
@@ -179,10 +176,7 @@ def test_keep_alive_jobs_install_into_the_warm_pool_cache_and_the_next_one_insta
 
 @pytest.mark.docker
 def test_docker_keep_alive_jobs_share_the_warm_pool_cache(settings, local_root, rrepo):
-    problem = engine_problem()
-    if problem:
-        pytest.skip(problem)
-    ensure_image(IMAGE)
+    require_image()
     settings.image = IMAGE
     env = {"SM_R_MAGIC_R_REPOS": rrepo.url}
     first = api.train(USE_B, backend="docker", packages=["smrtoyb"], keep_alive=60, env=env, progress="none")

@@ -349,12 +349,9 @@ path <- sm_report(list(folder = first, n = 1/3), output = "out", file = "sub/rep
 def test_the_same_definition_runs_on_the_docker_backend(settings, local_root, tmp_path):
     """The executor only calls the backend: the flow's cells and their pipeline run in the shared image (the
     R helpers sm_report and sm_model_input inside it too)."""
-    from .support.docker_engine import IMAGE, engine_problem, ensure_image
+    from .support.docker_engine import IMAGE, require_image
 
-    problem = engine_problem()
-    if problem:
-        pytest.skip(problem)
-    ensure_image(IMAGE)
+    require_image()
     settings.image = IMAGE
     settings.backend = "docker"
     csv = write_csv(tmp_path / "data" / "mtcars.csv", "mtcars")

@@ -320,12 +320,9 @@ def test_a_pipeline_without_a_widget_module_is_watched_as_text(shell, tmp_path, 
 
 @pytest.mark.docker
 def test_the_same_definition_runs_on_the_docker_backend_and_its_version_deploys_there(shell, tmp_path, local_root):
-    from .support.docker_engine import IMAGE, engine_problem, ensure_image
+    from .support.docker_engine import IMAGE, require_image
 
-    problem = engine_problem()
-    if problem:
-        pytest.skip(problem)
-    ensure_image(IMAGE)
+    require_image()
     cell(shell, f'%config RMagic.image = "{IMAGE}"')
     run_the_cells(shell, tmp_path)  # the cells ran locally
     cell(shell, f'%r_pipeline mtcars --steps prep,fit,ev --condition "{CONDITION.format(10)}" '

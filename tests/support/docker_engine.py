@@ -27,9 +27,16 @@ def engine_problem():
 
 
 def require_engine():
+    """Skip the test, saying why, when no Docker engine answers."""
     problem = engine_problem()
     if problem:
         pytest.skip(problem)
+
+
+def require_image(tag=IMAGE):
+    """An engine and the current image (ensure_image) for a docker test, else skip -> the image's tag."""
+    require_engine()
+    return ensure_image(tag)
 
 
 def ensure_image(tag=IMAGE):
