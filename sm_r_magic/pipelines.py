@@ -132,7 +132,7 @@ class Pipeline:
         """One line, before anything exists, for a name this pipeline does not have (or, locally, a path that
         does not exist)."""
         definition = definition or self._build()
-        _check_parameter_names(definition, parameters)
+        definitions.declared_parameters(definition, parameters)
         target = self._target(backend)
         if target.name in FOLDER_BACKENDS:
             definitions.resolve_parameters(definition, parameters, target)
@@ -215,14 +215,6 @@ def _check_model_step(group, steps, model_step):
         raise SmRMagicError(f"--register {group}: there are {len(training)} training steps "
                             f"({', '.join(training)}): say whose model to register with --model-step "
                             f"{training[-1]} (model_step= in Python)")
-
-
-def _check_parameter_names(definition, parameters):
-    declared = [p["Name"] for p in definition.get("Parameters") or []]
-    unknown = sorted(set(parameters or {}) - set(declared))
-    if unknown:
-        raise SmRMagicError(f"unknown pipeline parameter(s) {', '.join(unknown)}: this pipeline's parameters are "
-                            f"{', '.join(declared) or 'none'}")
 
 
 def _file_exists(uri):
