@@ -27,8 +27,8 @@ from .base import Backend
 from .cloudwatch import LogTail
 from .s3_staging import S3Staging
 from .sagemaker_endpoints import SageMakerEndpoints
-from .sagemaker_jobs import SageMakerJobs
-from .sagemaker_pipelines import EXECUTION_ID, SageMakerPipelines, job_of_arn
+from .sagemaker_jobs import SageMakerJobs, job_of_arn
+from .sagemaker_pipelines import EXECUTION_ID, SageMakerPipelines
 from .sagemaker_registry import SageMakerRegistry
 
 # Codes of AWS errors a user can act on (a bad request, a missing or busy resource, a limit, a permission):

@@ -3,15 +3,22 @@ backend's client and its DescribeCache, log lines from CloudWatch (cloudwatch.py
 backends' jobs do (folder_jobs.py)."""
 
 import datetime
+import re
 
 from .. import aws
 from ..contract import NAME_KEY
 from ..errors import SmRMagicError
-from .sagemaker_pipelines import job_of_arn
 
-LIST_LIMIT = 20
+LIST_LIMIT = 20  # what the List* calls ask for: the most recent jobs, endpoints and executions
+JOB_ARN = re.compile(r"arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:(training|processing)-job/(.+)")
 LOGS_SETTLED = 60.0  # seconds after a job's end when CloudWatch has long shown all of its lines
 KINDS = ("training", "processing")
+
+
+def job_of_arn(arn):
+    """(kind, job name) of a training or processing job's ARN, else None."""
+    match = JOB_ARN.fullmatch(arn or "")
+    return (match.group(1), match.group(2)) if match else None
 
 
 class SageMakerJobs:

@@ -21,20 +21,13 @@ from ..workflow import definition as definitions
 from ..workflow import graph, names
 from ..workflow.execution import EXECUTION_TERMINAL, PipelineExecution
 from ..uris import is_s3
+from .sagemaker_jobs import LIST_LIMIT, job_of_arn
 
 EXECUTION_ARN = re.compile(r"arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:pipeline/([^/]+)/execution/([A-Za-z0-9]+)")
 EXECUTION_ID = re.compile(r"[a-z0-9]{12}")
-JOB_ARN = re.compile(r"arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:(training|processing)-job/(.+)")
 STEP_TERMINAL = ("Stopped", "Failed", "Succeeded")
 ALREADY_EXISTS = "must be unique within"  # CreatePipeline's ValidationException for a name in use
 RECENT_PIPELINES = 5  # list_executions() without a name looks into the pipelines run most recently
-LIST_LIMIT = 20
-
-
-def job_of_arn(arn):
-    """(kind, job name) of a training or processing job's ARN, else None."""
-    match = JOB_ARN.fullmatch(arn or "")
-    return (match.group(1), match.group(2)) if match else None
 
 
 def step_job(step):
