@@ -10,7 +10,6 @@ reads the job's status finds the runner gone, stops what is left and records the
 (LocalBackend._state).
 """
 
-import ctypes
 import os
 import select
 import signal
@@ -19,21 +18,14 @@ import sys
 import time
 
 from . import jobfolder as jf
-
-PR_SET_PDEATHSIG = 1
-try:
-    _LIBC = ctypes.CDLL(None, use_errno=True)  # loaded before fork: preexec_fn must not load libraries
-except OSError:
-    _LIBC = None
-
+from .processes import parent_death_signal
 
 def _end_with(runner_pid):
     """preexec_fn of the job's process: Linux sends it SIGTERM when the runner dies, even by SIGKILL
     (prctl PR_SET_PDEATHSIG survives the exec into R). R ends on SIGTERM; the docker client passes it on to
     the container (--sig-proxy), whose R ends too."""
     def preexec():
-        if _LIBC is not None:
-            _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        parent_death_signal(signal.SIGTERM)
         if os.getppid() != runner_pid:  # the runner died before the signal was armed
             os.kill(os.getpid(), signal.SIGTERM)
     return preexec

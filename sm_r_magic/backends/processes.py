@@ -1,8 +1,15 @@
 """Small process and file helpers the folder backends share: is a pid alive, new whole lines of a growing log,
 and a child that dies with its parent."""
 
+import ctypes
 import os
 import signal
+
+PR_SET_PDEATHSIG = 1
+try:
+    _LIBC = ctypes.CDLL(None, use_errno=True)  # loaded now, before any fork: preexec_fn must not load libraries
+except OSError:
+    _LIBC = None
 
 
 def pid_alive(pid):
@@ -37,11 +44,13 @@ def read_new_lines(path, cursor=None):
     return data[:end].decode("utf-8", errors="replace").splitlines(), offset + end
 
 
-def die_with_parent(sig=signal.SIGTERM):
-    """For preexec_fn: the child gets `sig` when its parent dies, even by SIGKILL (Linux PR_SET_PDEATHSIG)."""
-    try:
-        import ctypes
+def parent_death_signal(sig):
+    """Have Linux send `sig` to this process when its parent dies, even by SIGKILL (0: no longer); it survives
+    an exec."""
+    if _LIBC is not None:
+        _LIBC.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, sig)
-    except Exception:
-        pass
+
+def die_with_parent(sig=signal.SIGTERM):
+    """For preexec_fn: the child gets `sig` when its parent dies."""
+    parent_death_signal(sig)

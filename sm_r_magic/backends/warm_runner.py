@@ -30,7 +30,8 @@ import sys
 from .. import warm_processes
 from ..paths import CONTAINER_DIR
 from . import jobfolder as jf
-from .local_runner import _LIBC, PR_SET_PDEATHSIG, Runner, _end_with
+from .local_runner import Runner, _end_with
+from .processes import parent_death_signal
 
 ENTRYPOINT_R = os.path.join(CONTAINER_DIR, "entrypoint.R")
 MODES = {"training": "train", "processing": "process"}
@@ -61,11 +62,6 @@ def environment_changes(start_env, wanted_env):
     except UnicodeEncodeError:
         return None
     return to_set, to_unset
-
-
-def _parent_death_signal(sig):
-    if _LIBC is not None:
-        _LIBC.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
 
 
 class WarmJobRunner(Runner):
@@ -135,14 +131,14 @@ class IdleRunner:
         signal.signal(signal.SIGCHLD, lambda signum, frame: None)  # R's end wakes it too
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # started blocked: see warm_processes.start
-        _parent_death_signal(signal.SIGTERM)
+        parent_death_signal(signal.SIGTERM)
         if os.getppid() != self.owner_pid:  # the owner died before the signal was armed
             return self._retire()
         self.r = self._start_r()
         handoff = self._wait_for_job(wake_r)
         if handoff is None:
             return self._retire()
-        _parent_death_signal(0)  # it has a job now: it outlives the kernel, like a cold runner
+        parent_death_signal(0)  # it has a job now: it outlives the kernel, like a cold runner
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         os.close(wake_r)
