@@ -55,7 +55,7 @@ class WarmParser:
             self.proc = warm_processes.start([rscript, "--no-init-file", "-e", PARSER_R], "parser", env,
                                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                              start_new_session=True)  # a kernel interrupt (SIGINT) must not reach it
-        except OSError:
+        except (OSError, RuntimeError):  # RuntimeError: this process is exiting (warm_processes.shutdown)
             self.broken = True
 
     def check(self, data):

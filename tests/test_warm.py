@@ -133,6 +133,17 @@ def test_a_dead_parser_falls_back_to_the_cold_check_and_is_replaced(settings, r_
     assert cold_check == [] and replacement[0].poll() is None
 
 
+def test_after_shutdown_the_check_runs_cold_and_starts_nothing(settings, r_available, cold_check, monkeypatch):
+    """Once this process is exiting (warm_processes.shutdown began), no warm process starts: a syntax check
+    asked then is answered by the cold check, with the same message."""
+    rparser.stop()
+    monkeypatch.setattr(warm_processes, "_closed", True)  # what shutdown() sets, without ending the session's
+    with pytest.raises(SmRMagicError, match=r"^R code does not parse: line 1, column 3: unexpected symbol"):
+        rtools.check_syntax("x y", r_available)
+    assert len(cold_check) == 1 and warm_processes.owned("parser") == []
+    rparser.stop()  # the broken parser of the closed state: the next check starts a real one
+
+
 def test_broken_r_gives_the_same_one_line_error(settings, tmp_path, cold_check):
     broken = tmp_path / "Rscript"
     broken.write_text("#!/bin/sh\necho 'R: libRblas.so: cannot open shared object file' >&2\nexit 127\n")
