@@ -22,7 +22,7 @@ from .contract import ENV_PROGRAM, ENV_SUBMIT_DIRECTORY, FOLDER_BACKENDS, INFERE
 from .errors import JobFailed, SmRMagicError
 from .jobs import Job
 from .workflow import definition as definitions
-from .workflow import graph, names
+from .workflow import graph, names, retarget
 from .uris import is_s3, path_of
 
 SAVED_PROGRAMS = ("deploy.R", INFERENCE_PROGRAM)  # what serving looks for in the code saved with a model
@@ -92,11 +92,6 @@ class Pipeline:
                                 f"{self.source.name} (run the cells on {target.name} to run it there)")
         if store_code and self.inference is not None:
             self.inference.store(self.source)  # retargeting stages it from the local code store
-        try:
-            from .workflow import retarget
-        except ImportError:
-            raise SmRMagicError(f"this version cannot move a pipeline of {self.source.name} cells to "
-                                f"{target.name}: run it on {self.source.name}") from None
         return retarget.retarget(definition, self.source, target)
 
     def definition(self, backend=None):

@@ -48,8 +48,8 @@ def retarget(definition, source_backend, target_backend):
     here (a dry run uploads nothing): upload them with `target_backend.upload(None, staged)` before
     `target_backend.start_pipeline(...)`; files already in S3 are skipped, so a second run uploads nothing.
 
-    Between local and docker, from a backend to itself, and from sagemaker cells to a local backend (whose
-    executor reads s3:// with this machine's credentials): an unchanged copy and no staged items.
+    Between local and docker, and from a backend to itself: an unchanged copy and no staged items (the
+    Pipeline refuses to move sagemaker cells to a local backend before asking).
 
     A missing code or data file, a sagemaker backend without image or role, or a step SageMaker would refuse
     is one SmRMagicError line; nothing is uploaded or created.
