@@ -580,10 +580,11 @@ def test_a_pipeline_of_local_cells_runs_on_sagemaker_unchanged(sm, moto_server, 
 
     # run(backend="sagemaker") uploads what retargeting staged, content-addressed (each object is the bytes its
     # key names), then creates the pipeline with that definition and starts it
-    s3_writes = []
+    s3_writes = []  # objects S3 stored (a conditional PutObject of an object already there is refused: 412)
     for operation in ("PutObject", "CreateMultipartUpload"):
-        sm.client("s3").meta.events.register(f"before-call.s3.{operation}",
-                                             lambda params, **kw: s3_writes.append(params))
+        sm.client("s3").meta.events.register(
+            f"after-call.s3.{operation}",
+            lambda http_response, model, **kw: http_response.status_code == 200 and s3_writes.append(model.name))
     creates, updates = capture(sm, "CreatePipeline"), capture(sm, "UpdatePipeline")
     first = pipe.run(backend="sagemaker", wait=False, progress="none")
     assert json.loads(creates[0]["PipelineDefinition"]) == moved and first.status == "Succeeded"
@@ -597,7 +598,7 @@ def test_a_pipeline_of_local_cells_runs_on_sagemaker_unchanged(sm, moto_server, 
         body = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
         assert hashlib.sha256(body).hexdigest() == key.split("/")[-2]
 
-    # a second run: the same definition (UpdatePipeline), nothing uploaded
+    # a second run: the same definition (UpdatePipeline), nothing stored again
     writes = len(s3_writes)
     second = pipe.run(backend="sagemaker", wait=False, progress="none")
     assert len(s3_writes) == writes and len(updates) == 1 and json.loads(updates[0]["PipelineDefinition"]) == moved

@@ -263,26 +263,41 @@ def test_keep_alive_asks_for_a_warm_pool(shell, moto_server, fast, capsys):
 
 # -- dedup ---------------------------------------------------------------------------------------------------
 
+def count_writes(sm):
+    """Objects S3 stored (PutObject answered 200, multipart uploads started) and PutObjects it refused (412:
+    the content-addressed object is already there)."""
+    counts = {"written": 0, "refused": 0, "heads": 0}
+
+    def after_put(http_response, **kwargs):
+        counts["written" if http_response.status_code == 200 else "refused"] += 1
+
+    sm.client("s3").meta.events.register("after-call.s3.PutObject", after_put)
+    sm.client("s3").meta.events.register("after-call.s3.CreateMultipartUpload",
+                                         lambda **kw: counts.__setitem__("written", counts["written"] + 1))
+    sm.client("s3").meta.events.register("before-call.s3.HeadObject",
+                                         lambda **kw: counts.__setitem__("heads", counts["heads"] + 1))
+    return counts
+
+
 def test_resubmission_uploads_nothing(sm, moto_server, mtcars_csv, tmp_path):
     folder = tmp_path / "folder"
     folder.mkdir()
     (folder / "one.csv").write_text("a\n1\n")
     (folder / "two.csv").write_text("b\n2\n")
-    puts = []
-    sm.client("s3").meta.events.register("before-call.s3.PutObject", lambda **kw: puts.append(1))
-    sm.client("s3").meta.events.register("before-call.s3.CreateMultipartUpload", lambda **kw: puts.append(1))
+    counts = count_writes(sm)
 
     def submit():
         return api.train(TRAIN, name="dedup", channels={"train": str(mtcars_csv), "more": str(folder)}, wait=False)
 
     first = submit()
     keys = s3_keys(moto_server)
-    assert len(keys) == 4 and len(puts) == 4  # code, mtcars.csv, one.csv, two.csv
+    assert len(keys) == 4 and counts["written"] == 4  # code, mtcars.csv, one.csv, two.csv
     second = submit()
     assert second.name != first.name
-    assert s3_keys(moto_server) == keys and len(puts) == 4  # the same cell and data: nothing uploaded
+    assert s3_keys(moto_server) == keys and counts["written"] == 4  # the same cell and data: nothing stored
+    assert counts["refused"] == 2  # code and mtcars.csv were offered once each; the folder was listed
     api.processing(PROCESS, inputs={"raw": str(mtcars_csv)}, wait=False)
-    assert len(s3_keys(moto_server)) == 5 and len(puts) == 5  # new code only; the data is already there
+    assert len(s3_keys(moto_server)) == 5 and counts["written"] == 5  # new code only; the data is already there
     (folder / "two.csv").write_text("b\n3\n")
     submit()
     assert len(s3_keys(moto_server)) == 7  # a changed folder is a new folder (both files under a new hash)
@@ -292,10 +307,50 @@ def test_resubmission_uploads_nothing(sm, moto_server, mtcars_csv, tmp_path):
     uri = staged.uri
     bucket, key = aws.split_s3(uri)
     sm.client("s3").delete_object(Bucket=bucket, Key=key + "one.csv")
-    before = len(puts)
+    before = counts["written"]
     with sourcedir.build("train.R", TRAIN, (), None) as code:
         assert sm.upload(code, [staged]) == [uri + "one.csv"]
-    assert len(puts) == before + 1
+    assert counts["written"] == before + 1
+
+
+def test_first_submission_is_three_requests_and_larger_data_is_never_sent_twice(sm, moto_server, tmp_path,
+                                                                                monkeypatch):
+    small = tmp_path / "small" / "mtcars.csv"
+    small.parent.mkdir()
+    small.write_text("mpg,wt\n21,2.62\n22.8,2.32\n")
+    sm.check_ready()
+    sm.staging.ensure_bucket()
+    counts = count_writes(sm)
+    calls = sm.api_calls
+    api.train(TRAIN, channels={"train": str(small)}, wait=False)
+    assert sm.api_calls - calls == 3  # PutObject of the code and of the data, CreateTrainingJob: no lookups
+    assert counts == {"written": 2, "refused": 0, "heads": 0}
+
+    # above the conditional-put size a file is looked up first: an existing one is not sent again
+    monkeypatch.setattr(type(sm.staging), "PUT_IF_ABSENT_LIMIT", 16)
+    big = tmp_path / "big" / "mtcars.csv"
+    big.parent.mkdir()
+    big.write_text("mpg,wt\n" + "21,2.62\n" * 50)
+    api.train(TRAIN + "# 2\n", channels={"train": str(big)}, wait=False)
+    assert counts == {"written": 4, "refused": 0, "heads": 2}
+    api.train(TRAIN + "# 2\n", channels={"train": str(big)}, wait=False)
+    assert counts == {"written": 4, "refused": 0, "heads": 4}
+
+
+def test_code_and_data_go_up_together(sm, moto_server, mtcars_csv):
+    """Each PutObject waits at a two-party barrier before it is sent: sent one after the other, the first
+    would wait alone until the barrier's timeout breaks it and the upload fails."""
+    sm.check_ready()
+    sm.staging.ensure_bucket()
+    barrier = threading.Barrier(2, timeout=30)
+
+    def meet(**kwargs):  # returns None: a before-call handler's return value would replace the request
+        barrier.wait()
+
+    sm.client("s3").meta.events.register("before-call.s3.PutObject", meet)
+    job = api.train(TRAIN, channels={"train": str(mtcars_csv)}, wait=False)
+    assert len(s3_keys(moto_server)) == 2 and not barrier.broken
+    assert job.describe()["TrainingJobStatus"]
 
 
 def test_default_bucket_created_only_at_upload(sm, moto_server, settings):
@@ -324,7 +379,7 @@ def test_upload_failure_is_one_line(sm, moto_server):
     sm.check_ready()
     sm.staging.ensure_bucket()
     with Stubber(sm.client("s3")) as stub:
-        stub.add_client_error("head_object", "403", "Forbidden", http_status_code=403)
+        stub.add_client_error("put_object", "AccessDenied", "Access Denied", http_status_code=403)
         with pytest.raises(SmRMagicError, match="could not upload to s3://sagemaker-us-east-1-123456789012/sm-r-magic"):
             api.train(TRAIN, wait=False)
 

@@ -1,5 +1,7 @@
 """Where the sagemaker backend puts code and local data in S3, and putting it there. Everything is
-content-addressed, so a repeat submission uploads nothing:
+content-addressed, so a repeat submission writes nothing (a small file is offered once with a conditional
+PutObject that S3 refuses when the object exists; a larger one is looked up first and never sent again). A
+cell's files go up in parallel:
 
     s3://<bucket>/<prefix>/sourcedir/<sha256>/sourcedir.tar.gz      the cell's code (and --file / --source-dir files)
     s3://<bucket>/<prefix>/data/<sha256>/<basename>[/]             a local file or folder given as an input or channel
@@ -166,17 +168,17 @@ class S3Staging:
         return TransferConfig(multipart_threshold=16 << 20, multipart_chunksize=16 << 20, max_concurrency=4)
 
     def upload(self, sourcedir, staged=()):
-        """sourcedir.tar.gz (if any) and the local data of `staged`, each only if not already in S3; a failure
-        is one line."""
+        """sourcedir.tar.gz (if any) and the local data of `staged`, each only if not already in S3, all at
+        once -> the S3 URIs written; a failure is one line."""
         from boto3.exceptions import S3UploadFailedError
         from botocore.exceptions import ClientError, NoCredentialsError
 
         try:
             self.ensure_bucket()
-            uploaded = self._upload_code(sourcedir) if sourcedir is not None else []
+            files = [(sourcedir.path, self.code_uri(sourcedir))] if sourcedir is not None else []
             for item in staged:
-                uploaded += self._upload_staged(item)
-            return uploaded
+                files += self._missing_files(item)
+            return [uri for uri in self._in_parallel(self._put_if_absent, files) if uri]
         except NoCredentialsError:
             raise SmRMagicError(aws.CREDENTIALS_HINT) from None
         except (ClientError, S3UploadFailedError) as exc:
@@ -184,12 +186,57 @@ class S3Staging:
             raise SmRMagicError(f"could not upload to s3://{self.bucket()}/{self.prefix} ({detail}): check the "
                                 "bucket (RMagic.bucket) and your S3 permissions") from None
 
-    def _upload_code(self, sourcedir):
-        bucket, key = split_s3(self.code_uri(sourcedir))
-        if self._exists(bucket, key):
+    def _missing_files(self, item):
+        """(local path, S3 URI) of what `item` needs uploaded: its file, or its folder's files not yet listed
+        under its prefix (an interrupted folder upload is completed)."""
+        if not item.source:
             return []
-        self._upload_file(sourcedir.path, bucket, key)
-        return [f"s3://{bucket}/{key}"]
+        if not item.files:
+            return [(item.source, item.uri)]
+        bucket, key = split_s3(item.uri)
+        prefix = key.rstrip("/") + "/"
+        present = set()
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            present.update(obj["Key"] for obj in page.get("Contents", []))
+        return [(full, f"s3://{bucket}/{prefix}{rel}") for rel, full in item.files if prefix + rel not in present]
+
+    def _in_parallel(self, fn, files):
+        """fn(path, uri) for every file, UPLOAD_THREADS at a time (botocore clients are thread-safe): the code
+        and the data of a cell go up in one round trip, not one after the other."""
+        if len(files) <= 1:
+            return [fn(path, uri) for path, uri in files]
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.s3  # noqa: B018  (one client, made before the threads need it)
+        with ThreadPoolExecutor(max_workers=min(self.UPLOAD_THREADS, len(files))) as pool:
+            return list(pool.map(lambda pair: fn(*pair), files))
+
+    UPLOAD_THREADS = 8
+    # Up to this size a file is sent with a conditional PutObject (If-None-Match: *), which S3 refuses with 412
+    # when the content-addressed key exists: one request whether or not it is there. Larger files are looked up
+    # first (HeadObject) so that existing data is never sent again.
+    PUT_IF_ABSENT_LIMIT = 64 << 10
+
+    def _put_if_absent(self, path, uri):
+        """Upload path to uri unless the object exists -> uri if written, else None."""
+        from botocore.exceptions import ClientError
+
+        bucket, key = split_s3(uri)
+        if os.path.getsize(path) <= self.PUT_IF_ABSENT_LIMIT:
+            try:
+                with open(path, "rb") as fh:
+                    self.s3.put_object(Bucket=bucket, Key=key, Body=fh, IfNoneMatch="*")
+                return uri
+            except ClientError as exc:
+                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                if status == 412:  # already there
+                    return None
+                if status != 409:  # 409 ConditionalRequestConflict: another upload of it is under way
+                    raise
+        if self._exists(bucket, key):
+            return None
+        self._upload_file(path, bucket, key)
+        return uri
 
     def _upload_file(self, path, bucket, key):
         """One PutObject for what fits (boto3's transfer manager starts a thread pool per upload: ~20-30 ms);
@@ -216,23 +263,3 @@ class S3Staging:
             return member_names(io.BytesIO(body["Body"].read()))
         except (BotoCoreError, ClientError, OSError, tarfile.TarError):
             return None
-
-    def _upload_staged(self, item):
-        if not item.source:
-            return []
-        bucket, key = split_s3(item.uri)
-        if not item.files:
-            if self._exists(bucket, key):
-                return []
-            self._upload_file(item.source, bucket, key)
-            return [item.uri]
-        prefix = key.rstrip("/") + "/"
-        present = set()
-        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            present.update(obj["Key"] for obj in page.get("Contents", []))
-        uploaded = []
-        for rel, full in item.files:
-            if prefix + rel not in present:
-                self._upload_file(full, bucket, prefix + rel)
-                uploaded.append(f"s3://{bucket}/{prefix}{rel}")
-        return uploaded
