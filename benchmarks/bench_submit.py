@@ -1,6 +1,7 @@
 """Submission latency and watching cost of the sagemaker backend, against moto on loopback.
 
     python benchmarks/bench_submit.py [--repeats 7] [--scale 60] [--minutes 10] [--jobs 20] [--no-sdk]
+                                      [--round-trip-ms 20]
 
 1. Submit: wall time from the api call (what a cell runs: `sm_r_magic.train(code, channels=..., wait=False)`)
    to the moment CreateTrainingJob returns (a botocore after-call hook), for a one-file cell with a one-file
@@ -16,6 +17,9 @@
    made with `python3 -m venv` + `pip install "sagemaker<3"` when missing, ~2 min; if that fails the column is
    skipped with the reason), and the ratio of the medians. Also the ceiling of that ratio on this machine:
    the SDK's median over the CreateTrainingJob round trip alone, the one request no client can leave out.
+   Then both again with --round-trip-ms (20) added to every AWS request (a botocore before-send wait, in the
+   sending thread): moto on loopback answers in ~5 ms with no network between, and from a notebook each
+   request also crosses the network, so there the number of round trips one after the other decides.
 2. Watching: AWS calls per job-minute while jobs run. moto's jobs are kept InProgress and their log streams
    receive events, and the jobs are watched for --minutes simulated minutes. Time is compressed by --scale:
    every interval of the backend (poll 5 s -> 30 s, describe reuse, log interval, stream rescan) is divided
@@ -105,7 +109,18 @@ class Counter:
             return collections.Counter(self.counts)
 
 
-def bench_submit(repeats, tmp):
+def add_round_trip(events, seconds):
+    """Every AWS request waits `seconds` before it is sent (botocore's before-send event, in the sending
+    thread): a network round trip as from a notebook to its region, which moto on loopback does not have.
+    Requests sent in parallel wait in parallel, as on a real network."""
+    if seconds:
+        def wait(**kwargs):  # returns None: a before-send handler's return value would replace the response
+            time.sleep(seconds)
+
+        events.register("before-send", wait)
+
+
+def bench_submit(repeats, tmp, round_trip=0.0):
     from sm_r_magic import api, config, rtools
     from sm_r_magic.backends import get_backend
 
@@ -160,6 +175,9 @@ def bench_submit(repeats, tmp):
         return path
 
     cold = submit("cold", data_file("cold"))
+    # from here on: the clients made so far, and (through the session) any made later
+    for events in [backend.session.boto.events] + [c.meta.events for c in backend.session._clients.values()]:
+        add_round_trip(events, round_trip)
     first, repeat = [], []
     for i in range(repeats):
         path = data_file(i)
@@ -187,12 +205,13 @@ def ensure_sdk_venv():
     return python, None
 
 
-def bench_sdk(repeats):
+def bench_sdk(repeats, round_trip=0.0):
     """The SDK v2 column: {"cold", "first", "first_calls", ...} or {"skipped": why}."""
     python, why = ensure_sdk_venv()
     if python is None:
         return {"skipped": why}
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["BENCH_ROUND_TRIP_S"] = str(round_trip)
     proc = subprocess.run([python, os.path.join(HERE, "sdk_v2_submit.py"), str(repeats), IMAGE, ROLE],
                           capture_output=True, text=True, env=env, timeout=1800)
     if proc.returncode:
@@ -291,6 +310,8 @@ def main(argv=None):
     parser.add_argument("--jobs", type=int, default=20, help="jobs watched at once")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "submit.json"))
     parser.add_argument("--no-sdk", action="store_true", help="skip the SageMaker SDK v2 column")
+    parser.add_argument("--round-trip-ms", type=float, default=20.0,
+                        help="a second pass with this network round trip added to every AWS request (0: none)")
     args = parser.parse_args(argv)
 
     import logging
@@ -301,6 +322,12 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix="bench-submit-") as tmp:
         submit = bench_submit(args.repeats, tmp)
     sdk = {"skipped": "--no-sdk"} if args.no_sdk else bench_sdk(args.repeats)
+    far = None
+    if args.round_trip_ms:
+        server.reset()
+        with tempfile.TemporaryDirectory(prefix="bench-submit-") as tmp:
+            far = bench_submit(args.repeats, tmp, args.round_trip_ms / 1000)
+        far_sdk = {"skipped": "--no-sdk"} if args.no_sdk else bench_sdk(args.repeats, args.round_trip_ms / 1000)
     watch = [bench_watch(server, args.minutes, args.scale, args.jobs, mode) for mode in ("wait", "ui")]
 
     first, repeat = summarize(submit["first"]), summarize(submit["repeat"])
@@ -323,6 +350,18 @@ def main(argv=None):
         sdk["ratio_ceiling"] = sdk["first_median_s"] / first["create_s"]
         print(f"ceiling here: a client that made only the CreateTrainingJob request ({first['create_s'] * 1000:.1f} ms)"
               f" would be {sdk['ratio_ceiling']:.1f}x faster than the SDK's")
+    if far is not None:
+        far_first, far_repeat = summarize(far["first"]), summarize(far["repeat"])
+        print(f"\nThe same with {args.round_trip_ms:g} ms of network round trip added to every AWS request, as from a "
+              f"notebook to its region (median of {args.repeats})")
+        line = (f"sm-r-magic first {far_first['total_s'] * 1000:.1f} ms ({far_first['api_calls']:.0f} AWS calls), "
+                f"repeat {far_repeat['total_s'] * 1000:.1f} ms ({far_repeat['api_calls']:.0f} AWS calls)")
+        if "skipped" not in far_sdk:
+            far_sdk["first_median_s"] = statistics.median(far_sdk["first"])
+            far_sdk["ratio_to_sm_r_magic_first"] = far_sdk["first_median_s"] / far_first["total_s"]
+            line += (f"; SDK v2 {far_sdk['first_median_s'] * 1000:.1f} ms: sm-r-magic is "
+                     f"{far_sdk['ratio_to_sm_r_magic_first']:.1f}x faster")
+        print(line)
     print(f"\nWatching {args.jobs} InProgress jobs for {args.minutes} simulated minutes (time x{args.scale:g})")
     print(f"{'watcher':8}{'calls/job-min':>15}{'after min 5':>13}{'account calls/s':>17}  by operation (per job-minute)")
     for row in watch:
@@ -334,7 +373,10 @@ def main(argv=None):
     result = {"submit": {"cold": submit["cold"], "first_median": first, "repeat_median": repeat,
                          "first_runs": submit["first"], "repeat_runs": submit["repeat"],
                          "rscript_syntax_check": submit["rscript"]},
-              "sdk_v2": sdk, "watch": watch, "moto": "5.2.5 ThreadedMotoServer on 127.0.0.1",
+              "sdk_v2": sdk, "watch": watch,
+              "with_round_trip": None if far is None else {
+                  "round_trip_ms": args.round_trip_ms, "first_median": far_first, "repeat_median": far_repeat,
+                  "sdk_v2": far_sdk}, "moto": "5.2.5 ThreadedMotoServer on 127.0.0.1",
               "python": sys.version.split()[0]}
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as fh:
