@@ -5,12 +5,21 @@ the option the user gave. The limits come from botocore's service model for Sage
 patterns, the instance-type enums of training, processing and endpoints), walked member by member, so
 they follow botocore's updates. botocore itself only checks types, required members and minimums.
 
-botocore is optional: without it (the local backend needs no AWS) nothing is checked. It is read in a
-background thread started before R's syntax check (~0.2 s, hidden behind that check), never at %load_ext.
+botocore is optional: without it (the local backend needs no AWS) nothing is checked. Importing botocore and
+reading its 2 MB model takes ~0.2 s, so the shapes of the checked operations (~0.2 MB) are kept in a cache file
+per botocore model file ($XDG_CACHE_HOME/sm-r-magic, ~1 ms to read; botocore is then not imported at all). The
+model is read in a background thread started at %load_ext's warm-up and before R's syntax check.
 """
 
 import difflib
+import functools
+import gzip
+import hashlib
+import importlib.util
+import json
+import os
 import re
+import tempfile
 import threading
 
 from .errors import SmRMagicError
@@ -60,22 +69,149 @@ OWN_KEYS = {"SM_R_MAGIC_PACKAGES": "--packages", "SM_R_MAGIC_R_REPOS": "RMagic.r
             "RMagic.bucket/RMagic.prefix)"}
 NAME_MEMBERS = ("ChannelName", "InputName", "OutputName", "Name", "VariantName", "Key")
 
+# The operations whose requests are checked (tuning and transform jobs to come): their input shapes are what
+# the cache file keeps. Checking another operation reads botocore's whole model.
+CHECKED_OPERATIONS = ("CreateTrainingJob", "CreateProcessingJob", "CreateModel", "CreateEndpointConfig",
+                      "CreateEndpoint", "CreateModelPackage", "CreateTransformJob", "CreateHyperParameterTuningJob")
+CACHE_FORMAT = 1
+
 _lock = threading.Lock()
 _loader = None
 _model = None
 
 
+class _Shape:
+    """A shape of botocore's model JSON, read through the names botocore.model.Shape gives what the walk uses."""
+
+    def __init__(self, shapes, name):
+        self._shapes = shapes
+        self.name = name
+        self.metadata = shapes[name]  # min, max, pattern, enum, required are keys of the shape itself
+
+    @property
+    def type_name(self):
+        return self.metadata["type"]
+
+    @property
+    def enum(self):
+        return self.metadata.get("enum", [])
+
+    @property
+    def required_members(self):
+        return self.metadata.get("required", [])
+
+    @functools.cached_property
+    def members(self):
+        return {name: _Shape(self._shapes, ref["shape"]) for name, ref in self.metadata.get("members", {}).items()}
+
+    def _ref(self, key):
+        return _Shape(self._shapes, self.metadata[key]["shape"])
+
+    member = property(lambda self: self._ref("member"))
+    key = property(lambda self: self._ref("key"))
+    value = property(lambda self: self._ref("value"))
+
+
+class _Model:
+    """Operations and shapes of a SageMaker model JSON (botocore's whole one, or the cached part)."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def input_shape(self, operation):
+        if operation not in self.data["operations"]:
+            if operation not in _full_data()["operations"]:
+                raise KeyError(f"SageMaker has no operation {operation}")
+            return _Model(_full_data()).input_shape(operation)
+        return _Shape(self.data["shapes"], self.data["operations"][operation]["input"]["shape"])
+
+
+def _bundled_model_file():
+    """botocore's own SageMaker model file (its newest API version), without importing botocore; None without
+    botocore, or when botocore's loader would read another model first (AWS_DATA_PATH, ~/.aws/models)."""
+    try:
+        spec = importlib.util.find_spec("botocore")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.origin or os.environ.get("AWS_DATA_PATH") or \
+            os.path.isdir(os.path.join(os.path.expanduser("~"), ".aws", "models", "sagemaker")):
+        return None
+    base = os.path.join(os.path.dirname(spec.origin), "data", "sagemaker")
+    try:
+        version = max(os.listdir(base))
+    except (OSError, ValueError):
+        return None
+    for name in ("service-2.json.gz", "service-2.json"):
+        if os.path.isfile(os.path.join(base, version, name)):
+            return os.path.join(base, version, name)
+    return None
+
+
+def cache_file(model_file):
+    """Where the checked operations' shapes of this model file are kept (a new botocore is a new file)."""
+    st = os.stat(model_file)
+    key = f"{CACHE_FORMAT}\0{model_file}\0{st.st_mtime_ns}\0{st.st_size}\0{','.join(CHECKED_OPERATIONS)}"
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(cache, "sm-r-magic", f"sagemaker-limits-{hashlib.sha256(key.encode()).hexdigest()[:24]}.json")
+
+
+@functools.lru_cache(maxsize=1)
+def _full_data():
+    """botocore's whole SageMaker model JSON, as botocore's own loader finds it (ImportError without botocore)."""
+    import botocore.loaders
+
+    return botocore.loaders.Loader().load_service_model("sagemaker", "service-2")
+
+
+def _checked_part(data):
+    """The checked operations and every shape their inputs reach."""
+    operations = {name: data["operations"][name] for name in CHECKED_OPERATIONS if name in data["operations"]}
+    shapes, todo = {}, [op["input"]["shape"] for op in operations.values()]
+    while todo:
+        name = todo.pop()
+        if name in shapes:
+            continue
+        shape = shapes[name] = data["shapes"][name]
+        todo += [shape[k]["shape"] for k in ("member", "key", "value") if k in shape]
+        todo += [ref["shape"] for ref in shape.get("members", {}).values()]
+    return {"operations": operations, "shapes": shapes}
+
+
+def _read_cache(path):
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None
+
+
+def _write_cache(path, data):
+    """Best effort (a read-only home only costs the slow read next time), atomic (kernels start together)."""
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".limits-")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, separators=(",", ":"))
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
 def _load():
     global _model
     try:
-        import botocore.loaders
-        import botocore.model
+        model_file = _bundled_model_file()
+        if model_file is None:
+            data = _full_data()
+        else:
+            path = cache_file(model_file)
+            data = _read_cache(path)
+            if data is None:
+                data = _checked_part(_full_data())
+                _write_cache(path, data)
+        _model = _Model(data)
     except ImportError:
         _model = False  # no botocore (pip install sm-r-magic without [aws]): nothing to check against
-        return
-    try:
-        data = botocore.loaders.Loader().load_service_model("sagemaker", "service-2")
-        _model = botocore.model.ServiceModel(data, "sagemaker")
     except Exception:  # a botocore without SageMaker's model: as without botocore, nothing to check against
         _model = False
 
@@ -90,7 +226,7 @@ def preload():
 
 
 def service_model():
-    """botocore's SageMaker service model, or None without botocore."""
+    """SageMaker's model (the checked operations' part, or the whole), or None without botocore."""
     preload()
     _loader.join()
     return _model or None
@@ -114,7 +250,7 @@ def check(operation, request, on_sagemaker=True):
     if model is None:
         return
     try:
-        _walk(operation, model.operation_model(operation).input_shape, request, (), on_sagemaker)
+        _walk(operation, model.input_shape(operation), request, (), on_sagemaker)
     except Violation as violation:
         raise SmRMagicError(_message(violation, request)) from None
 

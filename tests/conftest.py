@@ -41,6 +41,18 @@ def warm_processes_of_this_run():
 
 
 @pytest.fixture(scope="session", autouse=True)
+def own_cache_folder(tmp_path_factory):
+    """sm-r-magic's cache files (limits.py's) go to this session's folder, not the user's ~/.cache."""
+    previous = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = previous
+
+
+@pytest.fixture(scope="session", autouse=True)
 def no_warm_process_left_behind():
     """At the end of the session this process ends its warm processes as it would at exit; then none of this
     session's may be alive (a warm runner that took a job must have finished it: tests end their jobs)."""

@@ -108,3 +108,56 @@ print(request["ResourceConfig"]["InstanceType"])
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ml.m5.hugex"
+
+
+CACHE_PROBE = """
+import json, sys
+from sm_r_magic import limits, spec
+request = spec.training_request(job_name="ok-1", image="123456789012.dkr.ecr.us-east-1.amazonaws.com/r:1",
+                                role="arn:aws:iam::123456789012:role/R", code_uri="s3://b/c/sourcedir.tar.gz",
+                                channels={"train": "s3://b/train/"}, hyperparameters={}, output_path="s3://b/out")
+request["ResourceConfig"]["InstanceType"] = "ml.m5.hugex"
+try:
+    limits.check("CreateTrainingJob", request)
+    message = None
+except Exception as exc:
+    message = str(exc)
+print(json.dumps({"message": message, "botocore_imported": "botocore" in sys.modules}))
+"""
+
+
+def probe_limits(env):
+    out = subprocess.run([sys.executable, "-c", CACHE_PROBE], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_the_checked_shapes_are_cached_and_botocore_is_then_not_even_imported(tmp_path):
+    """The first process reads botocore's whole model and keeps the checked operations' shapes in a cache file;
+    the next ones read that file (botocore is not imported) and refuse the same request with the same line."""
+    import os
+
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    first = probe_limits(env)
+    assert first["botocore_imported"]
+    assert first["message"].startswith("--instance-type ml.m5.hugex is not a SageMaker training instance type")
+    (cached,) = (tmp_path / "cache" / "sm-r-magic").iterdir()
+    assert cached.stat().st_size < 1_000_000
+    assert set(json.loads(cached.read_text())["operations"]) == set(limits.CHECKED_OPERATIONS)
+    second = probe_limits(env)
+    assert second == {"message": first["message"], "botocore_imported": False}
+
+    # a broken cache file is read the slow way again (and rewritten), and a cache folder that cannot be made
+    # only costs the slow read
+    cached.write_text("{not json")
+    assert probe_limits(env) == first
+    assert json.loads(cached.read_text())["operations"]
+    not_a_folder = tmp_path / "a-file"  # (unwritable even for root)
+    not_a_folder.write_text("")
+    assert probe_limits({**os.environ, "XDG_CACHE_HOME": str(not_a_folder)}) == first
+
+
+def test_an_operation_outside_the_cached_ones_is_checked_against_the_whole_model():
+    assert "CreateCompilationJob" not in limits.CHECKED_OPERATIONS
+    with pytest.raises(SmRMagicError, match=r"RoleArn is missing"):
+        limits.check("CreateCompilationJob", {"CompilationJobName": "a"})
