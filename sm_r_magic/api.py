@@ -28,7 +28,7 @@ ENDPOINT_OPERATIONS = (("CreateModel", "model"), ("CreateEndpointConfig", "endpo
 def warm_up(settings=None):
     """Start the warm processes in the background and return at once (%load_ext calls this): R's parser for the
     syntax check and, when jobs run locally, a pre-started runner per job kind (none when RMagic.warm_processes
-    is off: SM_R_MAGIC_WARM_PROCESSES=false); then botocore's service model is read, on a thread."""
+    is off: SM_R_MAGIC_WARM_PROCESSES=false); then SageMaker's limits are read (limits.preload), on a thread."""
     from . import warm_processes
 
     cfg = settings or config()
@@ -42,7 +42,7 @@ def _start_warm_processes(cfg):
     rtools.start_warm_parser(cfg.rscript)
     if cfg.backend == "local":
         get_backend("local", cfg).launcher.prestart()
-    limits.preload()  # botocore's service model, which every cell's request is checked against (~0.1 s)
+    limits.preload()  # SageMaker's limits, which every cell's request is checked against (cached: ~1 ms)
 
 
 def _check_code(code, cfg, backend):
