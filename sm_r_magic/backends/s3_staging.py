@@ -178,7 +178,7 @@ class S3Staging:
             files = [(sourcedir.path, self.code_uri(sourcedir))] if sourcedir is not None else []
             for item in staged:
                 files += self._missing_files(item)
-            return [uri for uri in self._in_parallel(self._put_if_absent, files) if uri]
+            return [uri for uri in self._put_all(files) if uri]
         except NoCredentialsError:
             raise SmRMagicError(aws.CREDENTIALS_HINT) from None
         except (ClientError, S3UploadFailedError) as exc:
@@ -200,16 +200,27 @@ class S3Staging:
             present.update(obj["Key"] for obj in page.get("Contents", []))
         return [(full, f"s3://{bucket}/{prefix}{rel}") for rel, full in item.files if prefix + rel not in present]
 
-    def _in_parallel(self, fn, files):
-        """fn(path, uri) for every file, UPLOAD_THREADS at a time (botocore clients are thread-safe): the code
-        and the data of a cell go up in one round trip, not one after the other."""
-        if len(files) <= 1:
-            return [fn(path, uri) for path, uri in files]
-        from concurrent.futures import ThreadPoolExecutor
+    def _put_all(self, files):
+        """_put_if_absent for every file -> their results in order. Files below the multipart size go up
+        UPLOAD_THREADS at a time (botocore clients are thread-safe), so a cell's code and data take one round
+        trip, not one each; larger ones then one by one on this thread, where boto3's transfer manager stops at
+        Ctrl-C (a pool would have to finish them first, or leave them running unseen)."""
+        small = [i for i, (path, _) in enumerate(files) if os.path.getsize(path) < SINGLE_PUT_LIMIT]
+        results = [None] * len(files)
+        if len(small) > 1:
+            from concurrent.futures import ThreadPoolExecutor
 
-        self.s3  # noqa: B018  (one client, made before the threads need it)
-        with ThreadPoolExecutor(max_workers=min(self.UPLOAD_THREADS, len(files))) as pool:
-            return list(pool.map(lambda pair: fn(*pair), files))
+            self.s3  # noqa: B018  (one client, made before the threads need it)
+            with ThreadPoolExecutor(max_workers=min(self.UPLOAD_THREADS, len(small))) as pool:
+                for i, uri in zip(small, pool.map(lambda i: self._put_if_absent(*files[i]), small)):
+                    results[i] = uri
+            done = set(small)
+        else:
+            done = set()
+        for i, (path, uri) in enumerate(files):
+            if i not in done:
+                results[i] = self._put_if_absent(path, uri)
+        return results
 
     UPLOAD_THREADS = 8
     # Up to this size a file is sent with a conditional PutObject (If-None-Match: *), which S3 refuses with 412
