@@ -3,7 +3,6 @@
     job = sm_r_magic.train(code, name="mtcars-lm", channels={"train": "data/"}, hyperparameters={...})
 """
 
-import tarfile
 
 from . import config as config_module
 from . import limits, options, parsing, rtools, sourcedir, spec, views
@@ -271,14 +270,8 @@ def _check_saved_code(job, model_data, environment):
         return  # a model.tar.gz given by location: the server reports what it lacks
     wanted = [p for p in (environment.get("SAGEMAKER_PROGRAM"),) + SAVED_PROGRAMS if p]
     names = job.backend.code_files(job.code_uri) if job.code_uri else None
-    if names is None or any(p in names for p in wanted):
+    if sourcedir.saved_code_serves(names, None if model_data.startswith("s3://") else model_data, wanted):
         return
-    if not model_data.startswith("s3://"):  # the training code may have written model/code/ itself
-        try:
-            if any(f"code/{p}" in sourcedir.member_names(model_data) for p in wanted):
-                return
-        except (OSError, tarfile.TarError):
-            return  # not a readable model.tar.gz: the server says so
     raise SmRMagicError(f"--model {job.name}: its training code ({', '.join(sorted(names)) or 'none'}) has no "
                         f"{' or '.join(wanted)} to serve: write model_fn(model_dir) in a %%r_deploy cell below the "
                         "magic line (or train with --file deploy.R)")

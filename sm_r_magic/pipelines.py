@@ -12,7 +12,6 @@ never IPython."""
 
 import os
 import re
-import tarfile
 
 from . import config as config_module
 from . import rtools, sourcedir, views
@@ -291,16 +290,9 @@ def _check_saved_code(job):
     """Without --inference, versions are served by the code saved with the model (the training code, copied to
     model/code/): it must hold deploy.R or inference.R, or the model.tar.gz of the cell's run must."""
     found = job.backend.code_files(job.code_uri) if job.code_uri else None
-    if found is None or any(p in found for p in SAVED_PROGRAMS):
-        return
     model = job.model_data
-    if model and not is_s3(model) and os.path.exists(path_of(model)):
-        try:
-            members = sourcedir.member_names(path_of(model))
-        except (OSError, tarfile.TarError, SmRMagicError):  # not a readable archive: serving would say so
-            return
-        if any(f"code/{p}" in members for p in SAVED_PROGRAMS):
-            return
+    if sourcedir.saved_code_serves(found, path_of(model) if model and not is_s3(model) else None, SAVED_PROGRAMS):
+        return
     raise SmRMagicError(f"--register: the model of {job.base_name} would be served by the code saved with it "
                         f"({', '.join(sorted(found)) or 'none'}), which has no {' or '.join(SAVED_PROGRAMS)}: give "
                         "--inference FILE.R (defining model_fn) or a %%r_deploy handle")

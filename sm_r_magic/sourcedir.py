@@ -292,6 +292,22 @@ def member_names(source):
         return [m.name for m in tar.getmembers() if m.isfile()]
 
 
+def saved_code_serves(code_names, model_path, programs):
+    """Whether the code saved with a model can be served: the training code's file names (`code_names`, None
+    when they cannot be read) or, for a model.tar.gz on this machine (`model_path`, else None), its code/
+    folder, which the training code may have written itself, hold one of `programs`. What cannot be read
+    counts as yes: the server reports what it lacks."""
+    if code_names is None or any(p in code_names for p in programs):
+        return True
+    if model_path is None:
+        return False
+    try:
+        members = member_names(model_path)
+    except (OSError, tarfile.TarError):  # missing or not a readable archive
+        return True
+    return any(f"code/{p}" in members for p in programs)
+
+
 def file_sha256(path, chunk=_CHUNK):
     digest = hashlib.sha256()
     with open(path, "rb") as fh:

@@ -80,3 +80,27 @@ def test_processing_request_runs_the_container_entrypoint():
     assert code["S3Input"]["LocalPath"] == "/opt/ml/processing/input/code"
     assert request["Environment"]["SAGEMAKER_SUBMIT_DIRECTORY"] == "/opt/ml/processing/input/code/sourcedir.tar.gz"
     assert json.dumps(request)  # serialisable as sent
+
+
+def test_whether_the_code_saved_with_a_model_can_serve(tmp_path):
+    """One answer for deploying a trained model (--model) and registering one (--register): the training code,
+    or the code/ folder its model.tar.gz holds, must have a program to serve; what cannot be read counts as yes."""
+    def model_tar(*names):
+        path = tmp_path / f"model-{len(names)}.tar.gz"
+        with tarfile.open(path, "w:gz") as tar:
+            for name in names:
+                info = tarfile.TarInfo(name)
+                info.size = 1
+                tar.addfile(info, io.BytesIO(b"x"))
+        return str(path)
+
+    programs = ("deploy.R", "inference.R")
+    serves = sourcedir.saved_code_serves
+    assert serves(["train.R", "deploy.R"], None, programs)
+    assert serves(None, None, programs)  # the training code could not be read
+    assert not serves(["train.R"], None, programs)  # a model in S3: only the code tells
+    assert serves(["train.R"], model_tar("model.rds", "code/inference.R"), programs)  # written by the training code
+    assert not serves(["train.R"], model_tar("model.rds"), programs)
+    assert serves(["train.R"], str(tmp_path / "gone.tar.gz"), programs)  # the server will say what it lacks
+    (tmp_path / "not-a-tar.gz").write_text("x")
+    assert serves(["train.R"], str(tmp_path / "not-a-tar.gz"), programs)
