@@ -15,7 +15,7 @@ import threading
 import time
 
 import pytest
-from botocore.stub import Stubber
+from botocore.stub import ANY, Stubber
 
 from sm_r_magic import api, aws, sourcedir, spec
 from sm_r_magic.backends import get_backend
@@ -335,6 +335,24 @@ def test_first_submission_is_three_requests_and_larger_data_is_never_sent_twice(
     assert counts == {"written": 4, "refused": 0, "heads": 2}
     api.train(TRAIN + "# 2\n", channels={"train": str(big)}, wait=False)
     assert counts == {"written": 4, "refused": 0, "heads": 4}
+
+
+def test_a_store_without_conditional_writes_gets_a_lookup_and_a_plain_put(sm, moto_server, tmp_path):
+    """moto implements conditional writes, so botocore's Stubber stands in for a store that answers
+    501 NotImplemented to If-None-Match: the file is looked up, then sent without the condition."""
+    sm.check_ready()
+    sm.staging.ensure_bucket()
+    data = tmp_path / "d.csv"
+    data.write_text("a\n1\n")
+    staged = sm.data_uri(str(data), "--channel train")
+    bucket, key = aws.split_s3(staged.uri)
+    with Stubber(sm.client("s3")) as stub:
+        stub.add_client_error("put_object", "NotImplemented", "A header you provided implies functionality that "
+                              "is not implemented", http_status_code=501)
+        stub.add_client_error("head_object", "404", "Not Found", http_status_code=404)
+        stub.add_response("put_object", {"ETag": '"e"'}, {"Bucket": bucket, "Key": key, "Body": ANY})  # no condition
+        assert sm.upload(None, [staged]) == [staged.uri]
+        stub.assert_no_pending_responses()
 
 
 def test_code_and_data_go_up_together(sm, moto_server, mtcars_csv):

@@ -242,7 +242,9 @@ class S3Staging:
                 status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
                 if status == 412:  # already there
                     return None
-                if status != 409:  # 409 ConditionalRequestConflict: another upload of it is under way
+                # 409 ConditionalRequestConflict: another upload of it is under way; 501 NotImplemented: a
+                # store without conditional writes. Either way: look, then send it plainly.
+                if status not in (409, 501):
                     raise
         if self._exists(bucket, key):
             return None
