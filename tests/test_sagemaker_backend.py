@@ -3,8 +3,8 @@
 Every request crosses HTTP and is validated by botocore against SageMaker's service model before moto
 accepts it. moto 5 makes jobs Completed at once and writes no logs: tests drive job state through moto's
 in-process backend objects and write log events with the Logs API. Where moto has no implementation
-(StopTrainingJob, DescribeUserProfile, InvokeEndpoint errors) botocore's Stubber stands in, and the test
-says so.
+(StopTrainingJob, DescribeUserProfile, InvokeEndpoint errors, an S3 store without conditional writes)
+botocore's Stubber stands in, and the test says so.
 """
 
 import datetime
