@@ -13,7 +13,6 @@ model is read in a background thread started at %load_ext's warm-up and before R
 
 import difflib
 import functools
-import gzip
 import hashlib
 import importlib.util
 import json
