@@ -206,20 +206,17 @@ class S3Staging:
         trip, not one each; larger ones then one by one on this thread, where boto3's transfer manager stops at
         Ctrl-C (a pool would have to finish them first, or leave them running unseen)."""
         small = [i for i, (path, _) in enumerate(files) if os.path.getsize(path) < SINGLE_PUT_LIMIT]
+        together = small if len(small) > 1 else []
         results = [None] * len(files)
-        if len(small) > 1:
+        if together:
             from concurrent.futures import ThreadPoolExecutor
 
             self.s3  # noqa: B018  (one client, made before the threads need it)
-            with ThreadPoolExecutor(max_workers=min(self.UPLOAD_THREADS, len(small))) as pool:
-                for i, uri in zip(small, pool.map(lambda i: self._put_if_absent(*files[i]), small)):
+            with ThreadPoolExecutor(max_workers=min(self.UPLOAD_THREADS, len(together))) as pool:
+                for i, uri in zip(together, pool.map(lambda i: self._put_if_absent(*files[i]), together)):
                     results[i] = uri
-            done = set(small)
-        else:
-            done = set()
-        for i, (path, uri) in enumerate(files):
-            if i not in done:
-                results[i] = self._put_if_absent(path, uri)
+        for i in sorted(set(range(len(files))) - set(together)):
+            results[i] = self._put_if_absent(*files[i])
         return results
 
     UPLOAD_THREADS = 8
