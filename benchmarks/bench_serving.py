@@ -266,7 +266,11 @@ def main(argv: list[str] | None = None) -> int:
         worker_counts = [int(w) for w in args.workers.split(",")]
     else:
         worker_counts = sorted({cpus, 1, 2})
-    scenarios = [(True, 1), (True, 8), (False, 1), (False, 8)]
+    # (connection, concurrency, load(port, max_requests, duration) -> {"latencies", "errors", "seconds"})
+    scenarios = [(("kept-alive" if keep_alive else "new per request"), concurrency,
+                  lambda port, n, secs, k=keep_alive, c=concurrency: run_load(port, c, k, n, secs))
+                 for keep_alive, concurrency in [(True, 1), (True, 8), (False, 1), (False, 8)]]
+    scenarios.append(("kept-alive, minimal client", 1, run_lean_load))
 
     results: list[dict] = []
     start_up: dict[str, float | None] = {}
@@ -306,27 +310,18 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {server.name:48s} start-up (exec to /ping): {start_up[server.name]} s (of {starts})",
                       file=sys.stderr)
                 run_load(server.port, 2, True, 40, 2.0)   # warm-up, not counted
-            parts = {(server.name, scenario): [] for server, _ in configs for scenario in scenarios + ["lean"]}
-            for scenario in scenarios:
-                keep_alive, concurrency = scenario
+            parts = {(server.name, connection, concurrency): [] for server, _ in configs
+                     for connection, concurrency, _ in scenarios}
+            for connection, concurrency, load in scenarios:
                 for round_index in range(args.rounds):
                     turn = round_index % len(configs)
                     for server, _ in configs[turn:] + configs[:turn]:
-                        parts[(server.name, scenario)].append(run_load(
-                            server.port, concurrency, keep_alive, max(1, args.requests // args.rounds),
-                            args.duration / args.rounds))
-            for round_index in range(args.rounds):  # the same servers, kept-alive c=1, from a minimal client
-                turn = round_index % len(configs)
-                for server, _ in configs[turn:] + configs[:turn]:
-                    parts[(server.name, "lean")].append(run_lean_load(
-                        server.port, max(1, args.requests // args.rounds), args.duration / args.rounds))
+                        parts[(server.name, connection, concurrency)].append(load(
+                            server.port, max(1, args.requests // args.rounds), args.duration / args.rounds))
             for server, workers in configs:
-                for scenario in scenarios + ["lean"]:
-                    keep_alive, concurrency = scenario if scenario != "lean" else (None, 1)
-                    row = summarize(parts[(server.name, scenario)])
-                    row.update(server=server.name, workers=workers, concurrency=concurrency,
-                               connection=("kept-alive, minimal client" if scenario == "lean" else
-                                           "kept-alive" if keep_alive else "new per request"))
+                for connection, concurrency, _ in scenarios:
+                    row = summarize(parts[(server.name, connection, concurrency)])
+                    row.update(server=server.name, workers=workers, concurrency=concurrency, connection=connection)
                     results.append(row)
                     print(f"  {server.name:48s} {row['connection']:16s} c={concurrency}: "
                           f"{row['req_per_s']} req/s, p50 {row['p50_ms']} ms", file=sys.stderr, flush=True)
