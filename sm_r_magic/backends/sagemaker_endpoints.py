@@ -3,18 +3,11 @@ when a later one fails), InvokeEndpoint through sagemaker-runtime, deletion of a
 logs. Answers as the folder backends' endpoints do (folder_endpoints.py)."""
 
 from .. import aws
-from ..errors import SmRMagicError
 from .sagemaker_jobs import LIST_LIMIT
+from .sagemaker_part import SageMakerPart
 
 
-class SageMakerEndpoints:
-    def __init__(self, backend):
-        self.backend = backend
-
-    @property
-    def sm(self):
-        return self.backend.sm
-
+class SageMakerEndpoints(SageMakerPart):
     def predictor(self, name):
         from ..predictor import Predictor
 
@@ -47,15 +40,8 @@ class SageMakerEndpoints:
         return self.predictor(endpoint["EndpointName"])
 
     def describe(self, name):
-        from botocore.exceptions import ClientError
-
-        try:
-            return self.backend.describes.get(("endpoint", name),
-                                              lambda: self.sm.describe_endpoint(EndpointName=name))
-        except ClientError as exc:
-            if aws.is_not_found(exc):
-                raise SmRMagicError(f"no SageMaker endpoint named {name} in {self.backend.session.region}") from None
-            raise
+        return self.described(("endpoint", name), lambda: self.sm.describe_endpoint(EndpointName=name),
+                              lambda: f"no SageMaker endpoint named {name} in {self.backend.session.region}")
 
     def invoke(self, name, body, content_type, accept):
         from botocore.exceptions import ClientError

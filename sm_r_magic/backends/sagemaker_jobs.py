@@ -8,6 +8,7 @@ import re
 from .. import aws
 from ..contract import NAME_KEY
 from ..errors import SmRMagicError
+from .sagemaker_part import SageMakerPart
 
 LIST_LIMIT = 20  # what the List* calls ask for: the most recent jobs, endpoints and executions
 JOB_ARN = re.compile(r"arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:(training|processing)-job/(.+)")
@@ -21,14 +22,7 @@ def job_of_arn(arn):
     return (match.group(1), match.group(2)) if match else None
 
 
-class SageMakerJobs:
-    def __init__(self, backend):
-        self.backend = backend
-
-    @property
-    def sm(self):
-        return self.backend.sm
-
+class SageMakerJobs(SageMakerPart):
     def submit(self, kind, request):
         from ..jobs import Job
 
@@ -39,16 +33,9 @@ class SageMakerJobs:
         return Job(self.backend, kind, request[NAME_KEY[kind]])
 
     def describe(self, kind, name):
-        from botocore.exceptions import ClientError
-
         func = self.sm.describe_training_job if kind == "training" else self.sm.describe_processing_job
-        try:
-            return self.backend.describes.get((kind, name), lambda: func(**{NAME_KEY[kind]: name}))
-        except ClientError as exc:
-            if aws.is_not_found(exc):
-                raise SmRMagicError(f"no SageMaker {kind} job named {name} in "
-                                    f"{self.backend.session.region}") from None
-            raise
+        return self.described((kind, name), lambda: func(**{NAME_KEY[kind]: name}),
+                              lambda: f"no SageMaker {kind} job named {name} in {self.backend.session.region}")
 
     def stop(self, kind, name):
         from botocore.exceptions import ClientError

@@ -22,6 +22,7 @@ from ..workflow import graph, names
 from ..workflow.execution import EXECUTION_TERMINAL, PipelineExecution
 from ..uris import is_s3
 from .sagemaker_jobs import LIST_LIMIT, job_of_arn
+from .sagemaker_part import SageMakerPart
 
 EXECUTION_ARN = re.compile(r"arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:pipeline/([^/]+)/execution/([A-Za-z0-9]+)")
 EXECUTION_ID = re.compile(r"[a-z0-9]{12}")
@@ -37,17 +38,13 @@ def step_job(step):
     return job_of_arn(job.get("Arn"))
 
 
-class SageMakerPipelines:
+class SageMakerPipelines(SageMakerPart):
     def __init__(self, backend):
-        self.backend = backend
+        super().__init__(backend)
         self._lock = threading.Lock()
         self._arns = {}           # (pipeline, execution id) -> execution ARN
         self._fixed = {}          # (what, execution ARN) -> an answer that cannot change any more
         self._ended_jobs = set()  # (kind, name) of step jobs described once after their step ended
-
-    @property
-    def sm(self):
-        return self.backend.sm
 
     def _remember(self, arn):
         match = EXECUTION_ARN.fullmatch(arn)
@@ -152,12 +149,11 @@ class SageMakerPipelines:
         from botocore.exceptions import ClientError
 
         try:
-            return self.backend.describes.get(("pipeline", arn),
-                                              lambda: self.sm.describe_pipeline_execution(PipelineExecutionArn=arn))
+            return self.described(("pipeline", arn),
+                                  lambda: self.sm.describe_pipeline_execution(PipelineExecutionArn=arn),
+                                  lambda: f"no SageMaker pipeline execution {arn}: list them with %r_jobs --backend "
+                                          "sagemaker")
         except ClientError as exc:
-            if aws.is_not_found(exc):
-                raise SmRMagicError(f"no SageMaker pipeline execution {arn}: list them with %r_jobs --backend "
-                                    "sagemaker") from None
             raise self.backend.refusal("describe the pipeline execution", exc) from None
 
     def _parameters(self, arn):

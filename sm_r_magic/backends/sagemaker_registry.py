@@ -10,19 +10,13 @@ from .. import aws
 from ..errors import SmRMagicError
 from ..workflow import names
 from ..uris import is_s3, split_s3
+from .sagemaker_part import SageMakerPart
 
 REPORT_MAX_BYTES = 1 << 20  # a metrics report is read back only up to this size
 PARALLEL_DESCRIBES = 8
 
 
-class SageMakerRegistry:
-    def __init__(self, backend):
-        self.backend = backend
-
-    @property
-    def sm(self):
-        return self.backend.sm
-
+class SageMakerRegistry(SageMakerPart):
     def package_arn(self, group, version):
         """A version's ARN, as SageMaker writes it (the group's name in lower case); describe() falls back to the
         listed ARN."""
