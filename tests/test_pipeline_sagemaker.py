@@ -32,7 +32,7 @@ from sm_r_magic.workflow import expressions, graph, names
 from sm_r_magic.backends.local_registry import LocalModelRegistry
 from sm_r_magic.workflow.retarget import retarget
 
-from .support.moto_server import ACCOUNT, BUCKET, IMAGE, ROLE, capture, put_log_events, s3_keys
+from .support.moto_server import ACCOUNT, BUCKET, IMAGE, ROLE, capture, count_writes, put_log_events, s3_keys
 from .support.rlang import r_output
 from .test_pipeline_local import EVALUATE, FIT, PREP
 
@@ -580,16 +580,12 @@ def test_a_pipeline_of_local_cells_runs_on_sagemaker_unchanged(sm, moto_server, 
 
     # run(backend="sagemaker") uploads what retargeting staged, content-addressed (each object is the bytes its
     # key names), then creates the pipeline with that definition and starts it
-    s3_writes = []  # objects S3 stored (a conditional PutObject of an object already there is refused: 412)
-    for operation in ("PutObject", "CreateMultipartUpload"):
-        sm.client("s3").meta.events.register(
-            f"after-call.s3.{operation}",
-            lambda http_response, model, **kw: http_response.status_code == 200 and s3_writes.append(model.name))
+    stored = count_writes(sm)  # (a conditional PutObject of an object already there is refused: not stored)
     creates, updates = capture(sm, "CreatePipeline"), capture(sm, "UpdatePipeline")
     first = pipe.run(backend="sagemaker", wait=False, progress="none")
     assert json.loads(creates[0]["PipelineDefinition"]) == moved and first.status == "Succeeded"
     uploaded = [f"s3://{BUCKET}/{key}" for key in s3_keys(moto_server)]
-    assert sorted(uploaded) == sorted(item.uri for item in staged) and len(s3_writes) == len(staged)
+    assert sorted(uploaded) == sorted(item.uri for item in staged) and stored["written"] == len(staged)
     assert {u for u in uploaded if "/sourcedir/" in u} == {
         code_uri(sha) for sha in (code_sha(prep), code_sha(fit), code_sha(ev), inference_sha)}
     s3 = moto_server.client("s3")
@@ -599,9 +595,9 @@ def test_a_pipeline_of_local_cells_runs_on_sagemaker_unchanged(sm, moto_server, 
         assert hashlib.sha256(body).hexdigest() == key.split("/")[-2]
 
     # a second run: the same definition (UpdatePipeline), nothing stored again
-    writes = len(s3_writes)
+    writes = stored["written"]
     second = pipe.run(backend="sagemaker", wait=False, progress="none")
-    assert len(s3_writes) == writes and len(updates) == 1 and json.loads(updates[0]["PipelineDefinition"]) == moved
+    assert stored["written"] == writes and len(updates) == 1 and json.loads(updates[0]["PipelineDefinition"]) == moved
     assert [e.name for e in pipe.executions(backend="sagemaker")] == [first.name, second.name]
 
     # a definition built from sagemaker cells needs no retargeting

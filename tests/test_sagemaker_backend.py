@@ -23,7 +23,7 @@ from sm_r_magic.backends.sagemaker import SageMakerBackend
 from sm_r_magic.errors import JobFailed, SmRMagicError
 
 from .conftest import run_cell
-from .support.moto_server import BUCKET, IMAGE, ROLE, capture, put_log_events, s3_keys
+from .support.moto_server import BUCKET, IMAGE, ROLE, capture, count_writes, put_log_events, s3_keys
 
 TRAIN = 'df <- read.csv(file.path(sm_channel("train"), "mtcars.csv"))\nsaveRDS(lm(mpg ~ wt, df), file.path(sm_model_dir(), "m.rds"))\n'
 PROCESS = 'df <- read.csv(file.path(sm_input("raw"), "mtcars.csv"))\nwrite.csv(df, file.path(sm_output("out"), "o.csv"))\n'
@@ -262,22 +262,6 @@ def test_keep_alive_asks_for_a_warm_pool(shell, moto_server, fast, capsys):
 
 
 # -- dedup ---------------------------------------------------------------------------------------------------
-
-def count_writes(sm):
-    """Objects S3 stored (PutObject answered 200, multipart uploads started) and PutObjects it refused (412:
-    the content-addressed object is already there)."""
-    counts = {"written": 0, "refused": 0, "heads": 0}
-
-    def after_put(http_response, **kwargs):
-        counts["written" if http_response.status_code == 200 else "refused"] += 1
-
-    sm.client("s3").meta.events.register("after-call.s3.PutObject", after_put)
-    sm.client("s3").meta.events.register("after-call.s3.CreateMultipartUpload",
-                                         lambda **kw: counts.__setitem__("written", counts["written"] + 1))
-    sm.client("s3").meta.events.register("before-call.s3.HeadObject",
-                                         lambda **kw: counts.__setitem__("heads", counts["heads"] + 1))
-    return counts
-
 
 def test_resubmission_uploads_nothing(sm, moto_server, mtcars_csv, tmp_path):
     folder = tmp_path / "folder"

@@ -197,6 +197,28 @@ def capture(backend, operation):
     return sent
 
 
+def count_writes(backend):
+    """Counts, kept up to date, of the backend's S3 requests: objects stored ("written": a PutObject or a
+    multipart upload answered 200), PutObjects refused ("refused": 412, the content-addressed object is already
+    there) and HeadObjects sent ("heads")."""
+    counts = {"written": 0, "refused": 0, "heads": 0}
+
+    def answered(http_response, model, **kwargs):
+        if http_response.status_code == 200:
+            counts["written"] += 1
+        elif model.name == "PutObject":
+            counts["refused"] += 1
+
+    def looked(**kwargs):
+        counts["heads"] += 1
+
+    s3 = backend.client("s3")
+    s3.meta.events.register("after-call.s3.PutObject", answered)
+    s3.meta.events.register("after-call.s3.CreateMultipartUpload", answered)
+    s3.meta.events.register("before-call.s3.HeadObject", looked)
+    return counts
+
+
 def s3_keys(server, bucket=BUCKET):
     """Every key in the bucket (none when it does not exist)."""
     s3 = server.client("s3")
