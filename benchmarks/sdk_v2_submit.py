@@ -43,12 +43,10 @@ def main():
     boto_session = boto3.Session(region_name=os.environ["AWS_DEFAULT_REGION"])
     calls = []  # AWS operations of each submission (clients copy the session's handlers when created)
     boto_session.events.register("before-call", lambda model, **kwargs: calls.append(model.name))
-    round_trip = float(os.environ.get("BENCH_ROUND_TRIP_S") or 0)
-    if round_trip:  # as bench_submit.add_round_trip: before the clients exist (each copies the handlers)
-        def wait(**kwargs):  # returns None: a before-send handler's return value would replace the response
-            time.sleep(round_trip)
+    from bench_submit import add_round_trip  # (this script's folder is on sys.path; standard library only)
 
-        boto_session.events.register("before-send", wait)
+    # before the clients exist: each copies the session's handlers when made
+    add_round_trip(boto_session.events, float(os.environ.get("BENCH_ROUND_TRIP_S") or 0))
     session = sagemaker.Session(boto_session=boto_session)
     tmp = tempfile.mkdtemp(prefix="sdk-v2-")
 
